@@ -1,0 +1,74 @@
+"""The storage contract. Every backend (SQLite, PostgreSQL) implements ``Storage``.
+
+Contract, for every method:
+
+- all datetimes given and returned are timezone-aware UTC;
+- any backend failure raises ``StorageError`` with the original exception chained;
+- ``store_refresh`` is one transaction: a feed's new state (ETag, Last-Modified, next due time)
+  is never committed without the entries and story links of the same refresh, so a crash at any
+  moment leaves either the old state with the old entries or the new state with the new entries;
+- entries are unique per (feed URL, entry id); a changed entry is updated in place and keeps its
+  story;
+- a feed removed from feeds.yml becomes inactive; its entries and stories stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from aggregator.types import FeedRefresh, FeedSpec, FeedState, Story, StoredEntry
+
+
+class Storage(Protocol):
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    def schema_version(self) -> int:
+        """The applied schema version (migrations run when the storage is opened)."""
+
+    def sync_feeds(self, feeds: Sequence[FeedSpec], now: datetime) -> None:
+        """Make the stored feed list match the configuration.
+
+        New feeds are inserted, due at ``now``; known feeds get the configured name, tags,
+        priority and interval (and become active again); stored feeds absent from ``feeds``
+        become inactive.
+        """
+
+    def list_feeds(self, *, include_inactive: bool = False) -> list[FeedState]:
+        """Every (active) feed, ordered by URL."""
+
+    def get_feed(self, url: str) -> FeedState | None:
+        """One feed by its configured URL, or None."""
+
+    def due_feeds(self, now: datetime) -> list[FeedState]:
+        """Active feeds whose next due time is at or before ``now`` (or never polled)."""
+
+    def entry_hashes(self, feed_url: str, entry_ids: Collection[str]) -> dict[str, str]:
+        """``{entry_id: content_hash}`` for the given ids already stored for this feed."""
+
+    def entries_since(self, since: datetime) -> list[StoredEntry]:
+        """Entries published at or after ``since`` with their story links, oldest first.
+
+        Used to rebuild the matcher's index of the time window at start-up.
+        """
+
+    def store_refresh(self, refresh: FeedRefresh) -> None:
+        """Write one feed refresh (state, new entries with their stories, edited entries)
+        in a single transaction. ``failures`` becomes 0 when ``state.error`` is None and is
+        incremented otherwise. Stories named by new-story assignments are created; the
+        ``updated`` time of every story touched becomes ``state.last_polled``.
+        """
+
+    def recent_stories(
+        self, limit: int, *, min_sources: int = 1, tag: str | None = None
+    ) -> list[Story]:
+        """The ``limit`` most recently updated stories (newest first) with all their sources.
+
+        ``min_sources`` keeps stories cited by at least that many entries; ``tag`` keeps
+        stories with at least one source from a feed carrying that tag.
+        """
+
+    def get_story(self, story_id: str) -> Story | None:
+        """One story with every source and each source's match score and evidence."""

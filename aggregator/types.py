@@ -1,0 +1,211 @@
+"""Typed, immutable records passed from one pipeline stage to the next.
+
+Every datetime here is timezone-aware UTC. No stage passes feedparser dicts or ORM rows onward:
+each converts at its boundary into these records.
+
+    config -> FeedSpec
+    fetch  -> FetchResult
+    parse  -> ParsedFeed(ParsedEntry...)
+    normalise -> Entry
+    match  -> Assignment
+    store  <- FeedRefresh ; -> FeedState, Story(StorySource...)
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed as configured in feeds.yml (validated)."""
+
+    url: str
+    name: str | None = None
+    interval: timedelta = timedelta(minutes=15)
+    tags: tuple[str, ...] = ()
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What the fetcher got for one feed.
+
+    ``content`` is None when the server answered 304 Not Modified. ``headers`` has lower-case
+    keys. ``permanent_redirect`` is the new URL when every redirect hop was 301/308.
+    """
+
+    url: str
+    final_url: str
+    status: int
+    content: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_redirect: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304 or self.content is None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as the feed states it; text fields may still hold HTML."""
+
+    id: str
+    title: str | None = None
+    link: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    author: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed feed document. ``warning`` holds feedparser's bozo reason when it recovered."""
+
+    title: str | None
+    link: str | None
+    entries: tuple[ParsedEntry, ...]
+    ttl: timedelta | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A normalised entry: plain text (no HTML), UTC datetimes, canonical URL.
+
+    ``content_hash`` changes when the outlet edits the entry's title, link or text.
+    """
+
+    feed_url: str
+    entry_id: str
+    title: str
+    summary: str
+    url: str | None
+    link: str | None
+    published: datetime
+    updated: datetime | None
+    first_seen: datetime
+    content_hash: str
+    author: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.feed_url, self.entry_id)
+
+
+def new_story_id() -> str:
+    """A short random story id (64 bits): unique across workers without coordination."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The matcher's decision for one new entry.
+
+    ``new_story`` is True when ``story_id`` was just minted for this entry. ``evidence`` is a
+    JSON-serialisable mapping explaining the decision (per-signal scores, shared terms).
+    """
+
+    story_id: str
+    new_story: bool
+    score: float
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStateUpdate:
+    """The new per-feed state written at the end of one refresh."""
+
+    last_polled: datetime
+    next_due: datetime
+    status: int | None
+    error: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    title: str | None = None
+    moved_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRefresh:
+    """Everything one feed refresh writes, committed in one transaction."""
+
+    feed_url: str
+    state: FeedStateUpdate
+    new_entries: tuple[tuple[Entry, Assignment], ...] = ()
+    changed_entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed as stored: its configuration and its polling state."""
+
+    url: str
+    name: str | None
+    tags: tuple[str, ...]
+    priority: int
+    interval: timedelta
+    active: bool
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    last_polled: datetime | None = None
+    next_due: datetime | None = None
+    status: int | None = None
+    error: str | None = None
+    failures: int = 0
+    moved_to: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.title or self.url
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry read back from storage together with the story it belongs to."""
+
+    entry: Entry
+    story_id: str
+    score: float
+    evidence: Mapping[str, Any]
+    feed_name: str
+    feed_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorySource:
+    """One outlet's report inside a merged story."""
+
+    feed_url: str
+    feed_name: str
+    entry_id: str
+    title: str
+    url: str | None
+    published: datetime
+    score: float
+    evidence: Mapping[str, Any]
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """A merged story: a stable id, its representative headline and every source."""
+
+    id: str
+    title: str
+    first_published: datetime
+    updated: datetime
+    sources: tuple[StorySource, ...]
