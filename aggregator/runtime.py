@@ -1,0 +1,61 @@
+"""Wiring: build the storage, fetcher, matcher and updater that a configuration describes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator.config import Config
+from aggregator.fetch import Fetcher
+from aggregator.storage import open_storage
+from aggregator.storage.base import Storage
+from aggregator.update import Clock, Updater, build_matcher, publish, utcnow
+
+log = logging.getLogger("aggregator")
+
+
+def make_fetcher(config: Config) -> Fetcher:
+    s = config.settings
+    return Fetcher(
+        user_agent=s.user_agent,
+        timeout=s.timeout.total_seconds(),
+        deadline=s.deadline.total_seconds(),
+        max_bytes=s.max_bytes,
+        concurrency=s.concurrency,
+        per_host=s.per_host,
+        allow_networks=s.allow_networks,
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs to poll, match, store and publish."""
+
+    config: Config
+    storage: Storage
+    updater: Updater
+    clock: Clock
+
+    def publish(self, now: datetime | None = None) -> None:
+        s = self.config.settings
+        paths = publish(self.storage, s.output, s.max_stories, now or self.clock())
+        log.debug("published %s", ", ".join(str(p) for p in paths))
+
+
+@asynccontextmanager
+async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
+    """Open storage (applying migrations), sync the configured feeds and load the match index."""
+    storage = open_storage(config.settings.storage_url)
+    try:
+        now = clock()
+        storage.sync_feeds(config.feeds, now)
+        window = config.settings.match_window
+        matcher = build_matcher(storage, window, now)
+        async with make_fetcher(config) as fetcher:
+            updater = Updater(storage, fetcher, matcher, match_window=window, clock=clock)
+            yield Runtime(config, storage, updater, clock)
+    finally:
+        storage.close()

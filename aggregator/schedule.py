@@ -1,0 +1,48 @@
+"""Pure scheduling decisions: when is a feed polled next.
+
+No clocks are read here; ``now`` and the random source are passed in, so every rule can be
+tested exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+# Spread the polls of feeds that share an interval, so a hundred feeds configured at 15m do not
+# all fire in the same second: each poll lands up to 10% of the interval later.
+JITTER_FRACTION = 0.1
+
+# Consecutive failures back off exponentially from the feed's own interval, doubling each time,
+# but never wait longer than a day: a feed that comes back is picked up within 24 h.
+MAX_BACKOFF = timedelta(hours=24)
+
+# A server's own hint (Retry-After, Cache-Control, RSS ttl) may push the next poll later, but
+# not beyond this: a hostile or mistaken "max-age=31536000" must not silence a feed for a year.
+MAX_SERVER_HINT = timedelta(days=7)
+
+
+def next_poll(
+    now: datetime,
+    interval: timedelta,
+    *,
+    failures: int = 0,
+    not_before: datetime | None = None,
+    rng: random.Random | None = None,
+) -> datetime:
+    """The next time to poll a feed.
+
+    ``failures`` counts consecutive failures including this poll's (0 after a success).
+    ``not_before`` is the latest of the server's hints (Retry-After, cache lifetime, ttl);
+    it is a floor, bounded by ``MAX_SERVER_HINT``.
+    """
+    rng = rng or random.Random()
+    delay = interval
+    if failures > 0:
+        # 2**n grows fast; cap the exponent before multiplying to avoid overflow.
+        factor = 2 ** min(failures - 1, 20)
+        delay = min(interval * factor, MAX_BACKOFF)
+    due = now + delay * (1 + rng.uniform(0, JITTER_FRACTION))
+    if not_before is not None:
+        due = max(due, min(not_before, now + MAX_SERVER_HINT))
+    return due

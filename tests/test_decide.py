@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.decide import decide_changes
+from aggregator.types import Entry
+
+T0 = datetime(2017, 9, 28, 12, tzinfo=UTC)
+
+
+def entry(entry_id: str, content_hash: str = "h", minutes: int = 0) -> Entry:
+    return Entry(
+        feed_url="https://example.com/feed",
+        entry_id=entry_id,
+        title=f"title {entry_id}",
+        summary="",
+        url=None,
+        link=None,
+        published=T0 + timedelta(minutes=minutes),
+        updated=None,
+        first_seen=T0,
+        content_hash=content_hash,
+    )
+
+
+CASES = {
+    "all new on first poll": ([entry("a"), entry("b")], {}, ["a", "b"], [], 0, 0),
+    "unchanged entries are skipped": ([entry("a", "h1")], {"a": "h1"}, [], [], 1, 0),
+    "an edit by the outlet is a change": ([entry("a", "h2")], {"a": "h1"}, [], ["a"], 0, 0),
+    "a duplicate guid keeps the first copy": (
+        [entry("a", "first"), entry("a", "second")],
+        {},
+        ["a"],
+        [],
+        0,
+        1,
+    ),
+    "duplicate of a stored entry does not count twice": (
+        [entry("a", "h1"), entry("a", "h9")],
+        {"a": "h1"},
+        [],
+        [],
+        1,
+        1,
+    ),
+    "new entries come back oldest first": (
+        [entry("late", minutes=30), entry("early", minutes=5)],
+        {},
+        ["early", "late"],
+        [],
+        0,
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_decide_changes(name: str) -> None:
+    entries, known, new, changed, unchanged, duplicates = CASES[name]
+    result = decide_changes(entries, known)
+    assert [e.entry_id for e in result.new] == new
+    assert [e.entry_id for e in result.changed] == changed
+    assert result.unchanged == unchanged
+    assert result.duplicates == duplicates
+
+
+def test_first_copy_of_duplicate_is_kept() -> None:
+    result = decide_changes([entry("a", "first"), entry("a", "second")], {})
+    assert result.new[0].content_hash == "first"
