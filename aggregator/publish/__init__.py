@@ -1,0 +1,37 @@
+"""Publish stage: merged stories out as Atom, RSS and JSON Feed files.
+
+    stories | render_atom / render_rss / render_json_feed (pure) | write_outputs (atomic)
+
+The renderers take records and return bytes, with no I/O; ``write_outputs`` is the only part
+that touches the disk. ``sources_html`` is the sources-list fragment the feeds embed, reusable
+as is by a web page.
+"""
+
+from __future__ import annotations
+
+from aggregator.publish.atom import render_atom
+from aggregator.publish.files import atomic_write_bytes, write_outputs
+from aggregator.publish.html import sources_html
+from aggregator.publish.jsonfeed import render_json_feed
+from aggregator.publish.meta import (
+    ATOM_FILENAME,
+    DEFAULT_TITLE,
+    JSON_FILENAME,
+    RSS_FILENAME,
+    FeedMeta,
+)
+from aggregator.publish.rss import render_rss
+
+__all__ = [
+    "ATOM_FILENAME",
+    "DEFAULT_TITLE",
+    "JSON_FILENAME",
+    "RSS_FILENAME",
+    "FeedMeta",
+    "atomic_write_bytes",
+    "render_atom",
+    "render_json_feed",
+    "render_rss",
+    "sources_html",
+    "write_outputs",
+]

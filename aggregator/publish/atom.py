@@ -1,0 +1,87 @@
+"""Atom 1.0 (RFC 4287) rendering of merged stories."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from aggregator.publish._common import (
+    clean_text,
+    feed_updated,
+    ordered,
+    outlet_names,
+    primary_url,
+    rfc3339,
+    safe_url,
+    story_urn,
+)
+from aggregator.publish.html import item_content_html
+from aggregator.publish.meta import ATOM_FILENAME, FeedMeta
+from aggregator.types import Story
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+ATOM_MEDIA_TYPE = "application/atom+xml"
+_INDENT = "  "
+
+
+def _q(tag: str) -> str:
+    # Elements are built unqualified and the root declares Atom as the default namespace:
+    # ElementTree's default_namespace option refuses the unqualified attributes Atom uses.
+    return tag
+
+
+def _text(parent: ET.Element, tag: str, text: str, **attrib: str) -> ET.Element:
+    element = ET.SubElement(parent, _q(tag), attrib)
+    element.text = clean_text(text)
+    return element
+
+
+def _entry(feed: ET.Element, story: Story) -> None:
+    entry = ET.SubElement(feed, _q("entry"))
+    _text(entry, "id", story_urn(story))
+    _text(entry, "title", story.title, type="text")
+    _text(entry, "published", rfc3339(story.first_published))
+    _text(entry, "updated", rfc3339(story.updated))
+    alternate = primary_url(story)
+    if alternate:
+        ET.SubElement(
+            entry, _q("link"), {"rel": "alternate", "type": "text/html", "href": alternate}
+        )
+    for source in story.sources:
+        url = safe_url(source.url)
+        if url:
+            attrib = {"rel": "related", "href": url, "title": clean_text(source.feed_name)}
+            ET.SubElement(entry, _q("link"), attrib)
+    # Each outlet is credited as a contributor so readers that show bylines name them all.
+    for name in outlet_names(story):
+        contributor = ET.SubElement(entry, _q("contributor"))
+        _text(contributor, "name", name)
+    _text(entry, "content", item_content_html(story), type="html")
+
+
+def render_atom(stories: Sequence[Story], meta: FeedMeta) -> bytes:
+    """An Atom 1.0 feed document (UTF-8 bytes) with one entry per story, newest update first.
+
+    Entry ids are ``urn:aggregator:story:<id>``; ``rel="alternate"`` points at the
+    representative article and one ``rel="related"`` link per source at every article.
+    """
+    feed = ET.Element(_q("feed"), {"xmlns": ATOM_NS})
+    _text(feed, "id", meta.feed_id)
+    _text(feed, "title", meta.title, type="text")
+    _text(feed, "subtitle", meta.description, type="text")
+    _text(feed, "updated", rfc3339(feed_updated(stories, meta.updated)))
+    author = ET.SubElement(feed, _q("author"))
+    _text(author, "name", meta.author)
+    _text(feed, "generator", meta.generator, version=meta.version)
+    self_link = {"rel": "self", "type": ATOM_MEDIA_TYPE, "href": meta.self_url(ATOM_FILENAME)}
+    ET.SubElement(feed, _q("link"), self_link)
+    ET.SubElement(
+        feed, _q("link"), {"rel": "alternate", "type": "text/html", "href": meta.home_url}
+    )
+    for story in ordered(stories):
+        _entry(feed, story)
+    ET.indent(feed, space=_INDENT)
+    document: bytes = ET.tostring(
+        feed, encoding="utf-8", xml_declaration=True
+    )
+    return document
