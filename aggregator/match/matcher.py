@@ -1,0 +1,205 @@
+"""The Matcher: holds the in-memory index and assigns each new entry to a story."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aggregator.match.index import MAX_CANDIDATES, StoryState, TermIndex
+from aggregator.match.score import MatchConfig, Signals, entry_weights, score, story_norm
+from aggregator.match.text import Features, features
+from aggregator.types import Assignment, Entry, new_story_id
+
+EntryKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of :func:`decide`: the chosen story (None = start a new one) and why."""
+
+    story_id: str | None
+    score: float
+    evidence: dict[str, object]
+
+
+class Matcher:
+    """Assigns entries to stories within a sliding window of published times."""
+
+    def __init__(
+        self, window: timedelta = timedelta(hours=48), config: MatchConfig | None = None
+    ) -> None:
+        self.window = window
+        self.config = config or MatchConfig()
+        self.index = TermIndex()
+        self.stories: dict[str, StoryState] = {}
+        self._entry_story: dict[EntryKey, str] = {}
+        self._urls: dict[str, str] = {}
+        self._wires: dict[str, str] = {}
+        self._forbidden: set[tuple[EntryKey, str]] = set()
+        self._alias: dict[str, str] = {}
+        self._norms: dict[str, tuple[int, float]] = {}
+
+    # -- public API -------------------------------------------------------------------------
+
+    def add_known(self, entry: Entry, story_id: str) -> None:
+        """Put a stored entry back into the index under its stored story (start-up rebuild)."""
+        self._add(features(entry), self._resolve(story_id))
+
+    def assign(self, entry: Entry) -> Assignment:
+        """Decide which story ``entry`` belongs to, add it there and return the decision."""
+        feats = features(entry)
+        decision = self.decide(feats)
+        if decision.story_id is None:
+            story_id = new_story_id()
+            while story_id in self.stories:
+                story_id = new_story_id()
+            self._add(feats, story_id)
+            return Assignment(story_id, True, decision.score, decision.evidence)
+        self._add(feats, decision.story_id)
+        return Assignment(decision.story_id, False, decision.score, decision.evidence)
+
+    def update_entry(self, entry: Entry) -> None:
+        """Replace the features of an entry the outlet edited; it stays in its story."""
+        story_id = self._entry_story.get(entry.key)
+        if story_id is None:
+            return
+        self._remove(entry.key, story_id)
+        self._add(features(entry), story_id)
+
+    def expire(self, now: datetime) -> None:
+        """Drop every story whose newest entry was published before ``now - window``."""
+        horizon = now - self.window
+        for story_id in [s for s, st in self.stories.items() if _older(st, horizon)]:
+            for key in list(self.stories[story_id].members):
+                self._remove(key, story_id)
+
+    def forbid(self, entry_key: EntryKey, story_id: str) -> None:
+        """Never put ``entry_key`` into ``story_id``; take it out if it is there now.
+
+        The entry then belongs to no story in the index: the caller re-places it with
+        :meth:`assign`, which will not choose the forbidden story.
+        """
+        story_id = self._resolve(story_id)
+        self._forbidden.add((entry_key, story_id))
+        if self._entry_story.get(entry_key) == story_id:
+            self._remove(entry_key, story_id)
+
+    def merge(self, into: str, other: str) -> None:
+        """Fold story ``other`` into ``into``; later references to ``other`` mean ``into``."""
+        into, other = self._resolve(into), self._resolve(other)
+        if into == other:
+            return
+        self._alias[other] = into
+        for key, sid in [p for p in self._forbidden if p[1] == other]:
+            self._forbidden.discard((key, sid))
+            self._forbidden.add((key, into))
+        state = self.stories.get(other)
+        if state is None:
+            return
+        for key in list(state.order):
+            feats = state.members[key]
+            self._remove(key, other)
+            self._add(feats, into)
+
+    def story_of(self, entry_key: EntryKey) -> str | None:
+        """The story an indexed entry currently belongs to."""
+        return self._entry_story.get(entry_key)
+
+    def learn_terms(self, entries: Iterable[Entry]) -> None:
+        """Count the terms of ``entries`` into the IDF statistics without assigning them."""
+        for entry in entries:
+            self.index.observe(features(entry).all_terms)
+
+    def pair_score(self, a: Entry, b: Entry) -> float:
+        """Combined score of ``a`` against a one-entry story made of ``b`` (symmetrised)."""
+        fa, fb = features(a), features(b)
+        return min(self._pair(fa, fb).score, self._pair(fb, fa).score)
+
+    # -- the decision -----------------------------------------------------------------------
+
+    def decide(self, feats: Features) -> Decision:
+        """Choose a story for ``feats`` among the indexed ones, or None for a new story."""
+        idf = self.index.idf
+        for rule, table, value in (
+            ("same_url", self._urls, feats.url),
+            ("same_wire_text", self._wires, feats.wire),
+        ):
+            if value and value in table and self._allowed(feats, table[value]):
+                return Decision(table[value], 1.0, {"rule": rule, "score": 1.0})
+        weights = entry_weights(feats, idf)
+        best: tuple[Signals, str] | None = None
+        for story_id in self.index.candidates(weights, MAX_CANDIDATES):
+            story = self.stories[story_id]
+            if not self._allowed(feats, story_id):
+                continue
+            if story.newest is not None and feats.published - story.newest > self.window:
+                continue
+            signals = score(feats, weights, story, self._norm(story), idf, self.config)
+            if best is None or signals.score > best[0].score:
+                best = (signals, story_id)
+        if best is None:
+            return Decision(None, 0.0, {"rule": "no_candidate", "score": 0.0})
+        signals, story_id = best
+        evidence = {"rule": "score", **signals.evidence(), "candidate": story_id}
+        if signals.score >= self.config.threshold:
+            return Decision(story_id, signals.score, evidence)
+        return Decision(None, signals.score, {**evidence, "rule": "below_threshold"})
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _allowed(self, feats: Features, story_id: str) -> bool:
+        story = self.stories.get(story_id)
+        if story is None or feats.key in story.members:
+            return False
+        return (feats.key, story_id) not in self._forbidden
+
+    def _norm(self, story: StoryState) -> float:
+        cached = self._norms.get(story.story_id)
+        if cached is not None and cached[0] == story.size:
+            return cached[1]
+        norm = story_norm(story, self.index.idf)
+        self._norms[story.story_id] = (story.size, norm)
+        return norm
+
+    def _pair(self, fa: Features, fb: Features) -> Signals:
+        story = StoryState("pair")
+        story.add(fb)
+        idf = self.index.idf
+        return score(fa, entry_weights(fa, idf), story, story_norm(story, idf), idf, self.config)
+
+    def _resolve(self, story_id: str) -> str:
+        while story_id in self._alias:
+            story_id = self._alias[story_id]
+        return story_id
+
+    def _add(self, feats: Features, story_id: str) -> None:
+        story = self.stories.get(story_id)
+        if story is None:
+            story = self.stories[story_id] = StoryState(story_id)
+        self.index.link(story_id, story.add(feats))
+        self.index.observe(feats.all_terms)
+        self._entry_story[feats.key] = story_id
+        if feats.url:
+            self._urls[feats.url] = story_id
+        if feats.wire:
+            self._wires[feats.wire] = story_id
+
+    def _remove(self, key: EntryKey, story_id: str) -> None:
+        story = self.stories[story_id]
+        feats = story.members[key]
+        self.index.unlink(story_id, story.remove(key))
+        self.index.forget(feats.all_terms)
+        if self._entry_story.get(key) == story_id:
+            del self._entry_story[key]
+        if feats.url and self._urls.get(feats.url) == story_id and feats.url not in story.urls:
+            del self._urls[feats.url]
+        if feats.wire and self._wires.get(feats.wire) == story_id and feats.wire not in story.wires:
+            del self._wires[feats.wire]
+        if not story.members:
+            del self.stories[story_id]
+            self._norms.pop(story_id, None)
+
+
+def _older(story: StoryState, horizon: datetime) -> bool:
+    return story.newest is None or story.newest < horizon

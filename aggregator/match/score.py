@@ -1,0 +1,173 @@
+"""Signals comparing one entry with one story, and their combination into one score.
+
+Pure functions: they read the entry's features, the story's aggregate and an IDF function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from rapidfuzz import fuzz
+
+from aggregator.match.index import StoryState
+from aggregator.match.text import Features
+
+Idf = Callable[[str], float]
+
+# Weight of a term found only in the summary, relative to a title term: summaries are longer
+# and wander (background paragraphs), the headline states the event.
+SUMMARY_WEIGHT = 0.5
+# Extra factor on shared title bigrams ("interest rate", "idlib zone") over their unigrams.
+BIGRAM_WEIGHT = 0.6
+# Share of a story's members that must hold a term for it to count fully in the coverage
+# signal: a term held by a third of a big story is characteristic of it.
+FULL_SHARE = 0.34
+# Time proximity: score multiplier exp(-gap / TIME_SCALE), floored at TIME_FLOOR. Reports of one
+# event cluster within hours; a gap of days is weak evidence against (follow-ups, re-runs).
+TIME_SCALE = timedelta(hours=36)
+TIME_FLOOR = 0.85
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    """Weights and thresholds of the combined score (see the constants for measurements)."""
+
+    threshold: float = 0.33
+    w_cosine: float = 0.45
+    w_coverage: float = 0.25
+    w_fuzzy: float = 0.30
+    entity_penalty: float = 0.15
+    number_penalty: float = 0.5
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Per-signal scores of one (entry, story) comparison and the shared terms."""
+
+    cosine: float
+    coverage: float
+    fuzzy: float
+    entity_miss: float
+    number_conflict: bool
+    time_factor: float
+    shared: tuple[str, ...]
+    score: float
+
+    def evidence(self) -> dict[str, object]:
+        """A JSON-serialisable explanation."""
+        return {
+            "cosine": round(self.cosine, 4),
+            "coverage": round(self.coverage, 4),
+            "fuzzy": round(self.fuzzy, 4),
+            "entity_miss": round(self.entity_miss, 4),
+            "number_conflict": self.number_conflict,
+            "time_factor": round(self.time_factor, 4),
+            "shared_terms": list(self.shared),
+            "score": round(self.score, 4),
+        }
+
+
+def entry_weights(feats: Features, idf: Idf) -> dict[str, float]:
+    """IDF weights of an entry's terms (title, summary-only, title bigrams)."""
+    weights = {t: idf(t) for t in feats.title_terms}
+    for term in feats.summary_terms:
+        weights[term] = SUMMARY_WEIGHT * idf(term)
+    for term in feats.bigrams:
+        weights[term] = BIGRAM_WEIGHT * idf(term)
+    return weights
+
+
+def centroid_weight(count: int, idf_value: float) -> float:
+    """Sublinear member count times IDF: a term in 50 members is not 50 times as telling."""
+    return (1.0 + math.log(count)) * idf_value
+
+
+def story_norm(story: StoryState, idf: Idf) -> float:
+    """Euclidean norm of the story centroid."""
+    return math.sqrt(sum(centroid_weight(c, idf(t)) ** 2 for t, c in story.term_counts.items()))
+
+
+def score(
+    feats: Features,
+    weights: dict[str, float],
+    story: StoryState,
+    norm: float,
+    idf: Idf,
+    config: MatchConfig,
+) -> Signals:
+    """Compare an entry (features + IDF weights) with a story; all signals and the combination."""
+    counts = story.term_counts
+    size = story.size
+    dot = 0.0
+    covered = 0.0
+    total = 0.0
+    e_norm2 = 0.0
+    shared: list[tuple[float, str]] = []
+    for term, w in weights.items():
+        e_norm2 += w * w
+        total += w
+        count = counts.get(term, 0)
+        if count:
+            dot += w * centroid_weight(count, idf(term))
+            covered += w * min(1.0, count / (FULL_SHARE * size))
+            shared.append((w, term))
+    cosine = dot / (math.sqrt(e_norm2) * norm) if dot and norm else 0.0
+    coverage = covered / total if total else 0.0
+    fuzzy = max(
+        (fuzz.token_sort_ratio(feats.fuzzy_text, rep.fuzzy_text) / 100.0)
+        for rep in story.representatives()
+    )
+    entity_miss = _entity_miss(feats, story, idf)
+    conflict = _number_conflict(feats, story)
+    time_factor = 1.0
+    if story.newest is not None:
+        gap = abs((feats.published - story.newest).total_seconds())
+        time_factor = max(TIME_FLOOR, math.exp(-gap / TIME_SCALE.total_seconds()))
+    combined = (
+        config.w_cosine * cosine + config.w_coverage * coverage + config.w_fuzzy * fuzzy
+    ) * time_factor
+    combined -= config.entity_penalty * entity_miss
+    if conflict:
+        combined -= config.number_penalty
+    shared.sort(reverse=True)
+    return Signals(
+        cosine=cosine,
+        coverage=coverage,
+        fuzzy=fuzzy,
+        entity_miss=entity_miss,
+        number_conflict=conflict,
+        time_factor=time_factor,
+        shared=tuple(t for _, t in shared[:8]),
+        score=combined,
+    )
+
+
+def _entity_miss(feats: Features, story: StoryState, idf: Idf) -> float:
+    """IDF share of the entry's named entities that no member of the story mentions."""
+    if not feats.entities:
+        return 0.0
+    total = 0.0
+    missed = 0.0
+    for ent in feats.entities:
+        w = idf(ent)
+        total += w
+        if ent not in story.entity_counts and ent not in story.term_counts:
+            missed += w
+    return missed / total
+
+
+def _number_conflict(feats: Features, story: StoryState) -> bool:
+    """True when the entry and the story state figures of one kind and none agree (92% vs 72%)."""
+    if not feats.numbers or not story.number_counts:
+        return False
+    kinds = {n.split(":", 1)[0] for n in feats.numbers} - {"n"}
+    for kind in kinds:
+        mine = {n for n in feats.numbers if n.startswith(kind + ":")}
+        theirs = {n for n in story.number_counts if n.startswith(kind + ":")}
+        if theirs and not (mine & theirs):
+            return True
+    return False

@@ -1,0 +1,141 @@
+"""Replay a labelled stream through the real Matcher and report how well it groups stories.
+
+    python -m benchmarks.match [--data FILE.tsv] [--stsb DIR] [--seed N] [--no-extra]
+
+Prints B-cubed and pairwise precision/recall/F1, entries/s of matching alone and peak memory;
+with the default data also the cross-check streams (another replay seed, a stream derived
+from STS-B pairs) and the ROC AUC of ``Matcher.pair_score`` on STS-B pairs scored >= 4 versus
+the rest. The last line is ``B3 precision=P recall=R f1=F entries_per_s=N`` for ``--data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.match import MatchConfig, Matcher
+from benchmarks.data import (
+    REPLAY_START,
+    SHARED_DATA,
+    STSB_SAME_NEWS,
+    Labelled,
+    Scores,
+    cluster_scores,
+    load_stsb,
+    load_tsv,
+    make_entry,
+    roc_auc,
+    stsb_stream,
+    write_tsv,
+)
+
+DEFAULT_DATA = SHARED_DATA / "uci-news-head" / "entries.tsv"
+DEFAULT_STSB = SHARED_DATA / "stsb-headlines"
+# Expire old stories every this many replayed entries, as the service does between polls.
+EXPIRE_EVERY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Figures of one replay."""
+
+    scores: Scores
+    entries: int
+    stories: int
+    seconds: float
+
+    @property
+    def per_second(self) -> int:
+        """Entries matched per second (assign and expire calls only)."""
+        return int(self.entries / self.seconds) if self.seconds else 0
+
+
+def replay(stream: Sequence[Labelled], config: MatchConfig | None = None) -> Run:
+    """Feed ``stream`` to a fresh Matcher in order; time only the matcher's own calls."""
+    matcher = Matcher(config=config)
+    predicted = []
+    elapsed = 0.0
+    for i, item in enumerate(stream):
+        start = time.perf_counter()
+        predicted.append(matcher.assign(item.entry).story_id)
+        if i % EXPIRE_EVERY == 0:
+            matcher.expire(item.entry.published)
+        elapsed += time.perf_counter() - start
+    truth = [item.story for item in stream]
+    return Run(cluster_scores(truth, predicted), len(stream), len(set(predicted)), elapsed)
+
+
+def stsb_auc(folder: Path, config: MatchConfig | None = None) -> float:
+    """ROC AUC of pair_score on STS-B headline pairs (>= 4 positive), IDF learnt from them."""
+    pairs = load_stsb(folder)
+    matcher = Matcher(config=config)
+    entries = []
+    for i, (_, a, b) in enumerate(pairs):
+        when = make_entry(title=a, published=_EPOCH, entry_id=f"{i}a")
+        other = make_entry(title=b, published=_EPOCH, entry_id=f"{i}b")
+        entries.append((when, other))
+    matcher.learn_terms(e for pair in entries for e in pair)
+    scores = [matcher.pair_score(a, b) for a, b in entries]
+    return roc_auc(scores, [s >= STSB_SAME_NEWS for s, _, _ in pairs])
+
+
+_EPOCH = REPLAY_START
+
+
+def describe(name: str, run: Run) -> str:
+    """One human-readable line of figures."""
+    s = run.scores
+    return (
+        f"{name}: entries={run.entries} stories_found={run.stories} "
+        f"B3 P={s.b3_precision:.3f} R={s.b3_recall:.3f} F1={s.b3_f1:.3f} | "
+        f"pairwise P={s.pair_precision:.3f} R={s.pair_recall:.3f} F1={s.pair_f1:.3f} | "
+        f"{run.per_second} entries/s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.match", description=__doc__)
+    parser.add_argument("--data", type=Path, default=None, help="labelled TSV stream")
+    parser.add_argument("--stsb", type=Path, default=None, help="STS-B headlines folder")
+    parser.add_argument("--seed", type=int, default=0, help="replay shuffle seed")
+    parser.add_argument("--no-extra", action="store_true", help="skip cross-check streams")
+    args = parser.parse_args(argv)
+
+    data = args.data or DEFAULT_DATA
+    if not data.is_file():
+        print(f"skipped: labelled data not found at {data}")
+        return 0
+    stsb = args.stsb or DEFAULT_STSB
+    run = replay(load_tsv(data, seed=args.seed))
+    print(describe(f"{data.name} seed={args.seed}", run))
+    if not args.no_extra:
+        if args.data is None:
+            other = replay(load_tsv(data, seed=args.seed + 1))
+            print(describe(f"{data.name} seed={args.seed + 1} (cross-check)", other))
+        if stsb.is_dir():
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "stsb-stream.tsv"
+                write_tsv(stsb_stream(stsb), path)
+                print(describe("stsb-derived stream (cross-check)", replay(load_tsv(path))))
+            print(f"stsb pair_score ROC AUC (>=4 vs rest, train+dev): {stsb_auc(stsb):.3f}")
+        else:
+            print(f"stsb: skipped, folder not found at {stsb}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (ru_maxrss): {peak:.1f} MiB")
+    s = run.scores
+    print(
+        f"B3 precision={s.b3_precision:.3f} recall={s.b3_recall:.3f} f1={s.b3_f1:.3f} "
+        f"entries_per_s={run.per_second}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

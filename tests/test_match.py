@@ -1,0 +1,323 @@
+"""Named cases for the story matcher: what must merge, what must stay apart."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.match import Matcher
+from aggregator.match.text import entities, numbers, terms
+from aggregator.types import Entry
+
+
+def entry(
+    feed: str,
+    entry_id: str,
+    title: str,
+    when: datetime,
+    summary: str = "",
+    url: str | None = None,
+) -> Entry:
+    return Entry(
+        feed_url=f"https://{feed}/rss",
+        entry_id=entry_id,
+        title=title,
+        summary=summary,
+        url=url,
+        link=url,
+        published=when,
+        updated=None,
+        first_seen=when,
+        content_hash=f"{feed}:{entry_id}:{title}",
+    )
+
+
+ANKARA = datetime(2017, 9, 28, 17, 0, tzinfo=UTC)
+PHONE_CALL = datetime(2017, 9, 25, 15, 0, tzinfo=UTC)
+ASTANA = datetime(2017, 9, 15, 12, 0, tzinfo=UTC)
+
+ANKARA_REPORTS = [
+    entry(
+        "afp.com",
+        "afp-1",
+        "Putin, Erdogan agree to step up Syria cooperation at Ankara talks",
+        ANKARA,
+        "Russian President Vladimir Putin and Turkish counterpart Recep Tayyip Erdogan agreed on "
+        "Thursday in Ankara to step up efforts to end the war in Syria and to make the Idlib "
+        "de-escalation zone work.",
+    ),
+    entry(
+        "reuters.com",
+        "reuters-1",
+        "Turkey's Erdogan, Russia's Putin agree to strengthen cooperation on Syria",
+        ANKARA + timedelta(minutes=25),
+        "Turkish President Tayyip Erdogan and Russian President Vladimir Putin agreed on Thursday "
+        "to strengthen cooperation to end the war in Syria, Erdogan told a news conference after "
+        "their talks in Ankara.",
+    ),
+    entry(
+        "tass.com",
+        "tass-1",
+        "Putin and Erdogan hold talks in Ankara, discuss Syrian settlement",
+        ANKARA + timedelta(minutes=40),
+        "Russian President Vladimir Putin and Turkish President Recep Tayyip Erdogan held talks "
+        "in Ankara on Thursday, focusing on the Syrian settlement and bilateral cooperation.",
+    ),
+    entry(
+        "apnews.com",
+        "ap-1",
+        "Putin, Erdogan say Russia and Turkey will work together to end Syria war",
+        ANKARA + timedelta(hours=1),
+        "Russian President Vladimir Putin and Turkish President Recep Tayyip Erdogan said after "
+        "talks in Ankara on Thursday that their countries will deepen cooperation to end the "
+        "war in Syria.",
+    ),
+    entry(
+        "rferl.org",
+        "rferl-1",
+        "Putin, Erdogan Pledge To Closely Cooperate On Syria",
+        ANKARA + timedelta(hours=2),
+        "Russian President Vladimir Putin and Turkish President Recep Tayyip Erdogan have pledged "
+        "to cooperate closely to end the conflict in Syria, after talks in Ankara.",
+    ),
+]
+
+PHONE_CALL_REPORTS = [
+    entry(
+        "reuters.com",
+        "reuters-0",
+        "Putin, Erdogan discuss Kurdish independence referendum in phone call",
+        PHONE_CALL,
+        "Russian President Vladimir Putin and Turkish President Tayyip Erdogan discussed the "
+        "independence referendum held by Iraq's Kurds in a telephone call on Monday, the Kremlin "
+        "said.",
+    ),
+    entry(
+        "tass.com",
+        "tass-0",
+        "Putin, Erdogan talk by phone about referendum in Iraqi Kurdistan",
+        PHONE_CALL + timedelta(minutes=30),
+        "Vladimir Putin and Recep Tayyip Erdogan had a telephone conversation on Monday and "
+        "exchanged views on the referendum on independence of Iraqi Kurdistan.",
+    ),
+]
+
+ASTANA_REPORTS = [
+    entry(
+        "afp.com",
+        "afp-0",
+        "Russia, Iran, Turkey agree on Idlib de-escalation zone at Astana talks",
+        ASTANA,
+        "Russia, Iran and Turkey agreed in Astana on Friday to jointly deploy monitors to a "
+        "de-escalation zone in Syria's Idlib province.",
+    ),
+    entry(
+        "apnews.com",
+        "ap-0",
+        "Astana talks: Russia, Turkey and Iran finalise Idlib safe zone deal",
+        ASTANA + timedelta(hours=1),
+        "The three sponsors of the Syria talks in Kazakhstan's capital finalised the boundaries "
+        "of the fourth de-escalation zone, covering Idlib province.",
+    ),
+]
+
+
+def assign_all(matcher: Matcher, entries: list[Entry]) -> list[str]:
+    return [matcher.assign(e).story_id for e in entries]
+
+
+def test_ankara_press_conference_merges_across_outlets() -> None:
+    matcher = Matcher()
+    ids = assign_all(matcher, ANKARA_REPORTS)
+    assert len(set(ids)) == 1
+
+
+def test_story_keeps_its_id_as_sources_join() -> None:
+    matcher = Matcher()
+    first = matcher.assign(ANKARA_REPORTS[0])
+    assert first.new_story
+    for report in ANKARA_REPORTS[1:]:
+        later = matcher.assign(report)
+        assert not later.new_story
+        assert later.story_id == first.story_id
+
+
+def test_phone_call_about_kurdish_referendum_is_not_the_ankara_talks() -> None:
+    # A week-long window so that the earlier stories are candidates: content must decide.
+    matcher = Matcher(window=timedelta(days=7))
+    call = assign_all(matcher, PHONE_CALL_REPORTS)
+    talks = assign_all(matcher, ANKARA_REPORTS)
+    assert len(set(call)) == 1
+    assert len(set(talks)) == 1
+    assert call[0] != talks[0]
+
+
+def test_astana_idlib_agreement_is_not_the_ankara_talks() -> None:
+    matcher = Matcher(window=timedelta(days=30))
+    astana = assign_all(matcher, ASTANA_REPORTS)
+    talks = assign_all(matcher, ANKARA_REPORTS)
+    assert len(set(astana)) == 1
+    assert len(set(talks)) == 1
+    assert astana[0] != talks[0]
+
+
+def test_all_three_stories_in_one_window_stay_apart() -> None:
+    matcher = Matcher(window=timedelta(days=30))
+    ids = assign_all(matcher, ASTANA_REPORTS + PHONE_CALL_REPORTS + ANKARA_REPORTS)
+    assert len(set(ids)) == 3
+
+
+def test_same_canonical_url_joins() -> None:
+    matcher = Matcher()
+    url = "https://example.org/2017/09/28/putin-erdogan"
+    a = matcher.assign(entry("a.com", "1", "Putin in Ankara", ANKARA, url=url))
+    b = matcher.assign(entry("b.com", "2", "Kremlin leader visits Turkey", ANKARA, url=url))
+    assert b.story_id == a.story_id
+    assert b.evidence["rule"] == "same_url"
+
+
+def test_identical_wire_text_joins() -> None:
+    matcher = Matcher()
+    wire = ANKARA_REPORTS[1].summary + " The two leaders also discussed energy projects."
+    a = matcher.assign(entry("a.com", "1", "Erdogan hosts Putin", ANKARA, wire))
+    b = matcher.assign(entry("b.com", "2", "Leaders meet in Turkish capital", ANKARA, wire))
+    assert b.story_id == a.story_id
+    assert b.evidence["rule"] == "same_wire_text"
+
+
+def test_different_figures_keep_apart() -> None:
+    matcher = Matcher()
+    a = matcher.assign(entry("a.com", "1", "Poll: 92% of Germans back coal exit by 2030", ANKARA))
+    b = matcher.assign(entry("b.com", "2", "Poll: 72% of Germans back coal exit by 2030", ANKARA))
+    assert a.story_id != b.story_id
+    assert b.evidence.get("number_conflict") is True
+
+
+def test_unrelated_stories_stay_apart() -> None:
+    matcher = Matcher()
+    ids = assign_all(
+        matcher,
+        [
+            ANKARA_REPORTS[0],
+            entry("x.com", "1", "Apple unveils new iPhone with facial recognition", ANKARA),
+            entry("y.com", "2", "Bayern Munich sack coach Carlo Ancelotti", ANKARA),
+            entry("z.com", "3", "Hurricane Maria leaves Puerto Rico without power", ANKARA),
+        ],
+    )
+    assert len(set(ids)) == 4
+
+
+def test_same_key_never_joins_its_own_story_twice() -> None:
+    matcher = Matcher()
+    first = matcher.assign(ANKARA_REPORTS[0])
+    again = matcher.assign(ANKARA_REPORTS[0])
+    assert again.story_id != first.story_id
+
+
+def test_two_entries_of_one_feed_may_share_a_story() -> None:
+    matcher = Matcher()
+    first = matcher.assign(ANKARA_REPORTS[1])
+    update = entry(
+        "reuters.com",
+        "reuters-2",
+        "UPDATE 1-Turkey's Erdogan, Russia's Putin agree to strengthen cooperation on Syria",
+        ANKARA + timedelta(hours=2),
+        ANKARA_REPORTS[1].summary,
+    )
+    assert matcher.assign(update).story_id == first.story_id
+
+
+def test_forbid_takes_entry_out_and_keeps_it_out() -> None:
+    matcher = Matcher()
+    story = matcher.assign(ANKARA_REPORTS[0]).story_id
+    matcher.assign(ANKARA_REPORTS[1])
+    matcher.forbid(ANKARA_REPORTS[1].key, story)
+    assert matcher.story_of(ANKARA_REPORTS[1].key) is None
+    assert matcher.assign(ANKARA_REPORTS[1]).story_id != story
+
+
+def test_merge_folds_other_story_into_target() -> None:
+    matcher = Matcher()
+    a = matcher.assign(ANKARA_REPORTS[0]).story_id
+    b = matcher.assign(entry("x.com", "1", "Apple unveils new iPhone", ANKARA)).story_id
+    assert a != b
+    matcher.merge(a, b)
+    assert matcher.story_of(("https://x.com/rss", "1")) == a
+    joined = matcher.assign(entry("y.com", "2", "Apple unveils new iPhone X", ANKARA))
+    assert joined.story_id == a
+    matcher.add_known(entry("z.com", "3", "Old iPhone report", ANKARA), b)
+    assert matcher.story_of(("https://z.com/rss", "3")) == a
+
+
+def test_add_known_rebuilds_index() -> None:
+    matcher = Matcher()
+    matcher.add_known(ANKARA_REPORTS[0], "stored-story")
+    assert matcher.assign(ANKARA_REPORTS[1]).story_id == "stored-story"
+
+
+def test_update_entry_replaces_features() -> None:
+    matcher = Matcher()
+    story = matcher.assign(ANKARA_REPORTS[0]).story_id
+    edited = entry("afp.com", "afp-1", "Apple unveils new iPhone with facial recognition", ANKARA)
+    matcher.update_entry(edited)
+    assert matcher.story_of(edited.key) == story
+    follow = matcher.assign(entry("x.com", "1", "Apple unveils iPhone with face unlock", ANKARA))
+    assert follow.story_id == story
+
+
+def test_stories_expire_outside_the_window() -> None:
+    matcher = Matcher(window=timedelta(hours=48))
+    old = matcher.assign(ANKARA_REPORTS[0]).story_id
+    matcher.expire(ANKARA + timedelta(hours=49))
+    assert old not in matcher.stories
+    later = replace_time(ANKARA_REPORTS[1], ANKARA + timedelta(hours=50))
+    assert matcher.assign(later).story_id != old
+
+
+def test_entry_outside_window_does_not_join_without_expire() -> None:
+    matcher = Matcher(window=timedelta(hours=48))
+    old = matcher.assign(ANKARA_REPORTS[0]).story_id
+    later = replace_time(ANKARA_REPORTS[1], ANKARA + timedelta(days=5))
+    assert matcher.assign(later).story_id != old
+
+
+def replace_time(e: Entry, when: datetime) -> Entry:
+    return entry(e.feed_url.split("/")[2], e.entry_id, e.title, when, e.summary, e.url)
+
+
+def test_evidence_explains_the_join_and_is_json() -> None:
+    matcher = Matcher()
+    matcher.assign(ANKARA_REPORTS[0])
+    joined = matcher.assign(ANKARA_REPORTS[1])
+    evidence = json.loads(json.dumps(joined.evidence))
+    assert evidence["rule"] == "score"
+    assert {"cosine", "coverage", "fuzzy", "shared_terms"} <= set(evidence)
+    assert {"putin", "erdogan"} & set(evidence["shared_terms"])
+
+
+def test_pair_score_orders_same_above_different() -> None:
+    matcher = Matcher()
+    matcher.learn_terms(ANKARA_REPORTS + PHONE_CALL_REPORTS + ASTANA_REPORTS)
+    same = matcher.pair_score(ANKARA_REPORTS[0], ANKARA_REPORTS[4])
+    other = matcher.pair_score(ANKARA_REPORTS[0], PHONE_CALL_REPORTS[0])
+    assert same > other
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("92% back it", {"%:92"}),
+        ("$5 billion deal", {"$:5"}),
+        ("Turnout 72 percent in 2017", {"%:72", "n:2017"}),
+    ],
+)
+def test_numbers_are_tagged_with_kind(text: str, expected: set[str]) -> None:
+    assert numbers(text) == expected
+
+
+def test_text_features() -> None:
+    assert "erdogan" in terms("Erdoğan's talks")
+    assert "talk" in terms("Erdoğan's talks")
+    assert entities("Talks held by Putin and NATO in Ankara") == {"putin", "nato", "ankara"}

@@ -1,0 +1,68 @@
+"""Smoke runs of the matching benchmark: on a tiny TSV, and on the shared data when present."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The benchmarks package lives at the repository root, which pytest does not put on sys.path
+# (its pytest config has no `pythonpath`).
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import match as bench  # noqa: E402
+from benchmarks.data import SHARED_DATA, cluster_scores, load_tsv, roc_auc  # noqa: E402
+
+TINY = """entry_id\ttitle\tstory_id\tsource
+1\tFed's Plosser sees high bar for change in pace of tapering\tfed\tReuters
+2\tApple unveils new iPhone with facial recognition\tapple\tAP
+3\tFed official Plosser says weather, not economy, slowed tapering data\tfed\tLA Times
+4\tApple's new iPhone adds facial recognition, drops home button\tapple\tVerge
+"""
+
+
+def test_benchmark_runs_on_a_tiny_tsv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "tiny.tsv"
+    data.write_text(TINY, encoding="utf-8")
+    assert bench.main(["--data", str(data), "--no-extra"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("B3 precision=")
+    fields = dict(part.split("=") for part in last.removeprefix("B3 ").split())
+    assert set(fields) == {"precision", "recall", "f1", "entries_per_s"}
+    assert float(fields["precision"]) == 1.0
+
+
+def test_tsv_without_published_follows_the_replay_protocol(tmp_path: Path) -> None:
+    data = tmp_path / "tiny.tsv"
+    data.write_text(TINY, encoding="utf-8")
+    stream = load_tsv(data)
+    times = [item.entry.published for item in stream]
+    assert times == sorted(times)
+    assert sorted(item.entry.entry_id for item in stream) == ["1", "2", "3", "4"]
+    assert [item.entry.entry_id for item in stream] != ["1", "2", "3", "4"] or len(stream) < 3
+
+
+def test_missing_data_skips_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--data", str(tmp_path / "absent.tsv")]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_metrics_on_known_clusterings() -> None:
+    perfect = cluster_scores(["a", "a", "b"], ["x", "x", "y"])
+    assert perfect.b3_f1 == 1.0 and perfect.pair_f1 == 1.0
+    lumped = cluster_scores(["a", "a", "b"], ["x", "x", "x"])
+    assert lumped.b3_recall == 1.0
+    assert lumped.b3_precision == pytest.approx((2 / 3 * 2 + 1 / 3) / 3)
+    assert lumped.pair_precision == pytest.approx(1 / 3)
+    assert roc_auc([0.1, 0.9, 0.5], [False, True, False]) == 1.0
+    assert roc_auc([0.5, 0.5], [False, True]) == 0.5
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "uci-news-head").is_dir(), reason="../shared/data absent")
+def test_shared_data_loads() -> None:
+    stream = load_tsv(SHARED_DATA / "uci-news-head" / "entries.tsv")
+    assert len(stream) == 6366
+    assert len({item.story for item in stream}) == 87
