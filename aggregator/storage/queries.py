@@ -1,0 +1,305 @@
+"""Read queries: each takes an open ``Connection`` and returns typed records.
+
+No query here is issued per row: sources of many stories are fetched with one ``IN`` query per
+chunk of ids, and the story list itself is one query whose correlated counts use the index on
+``story_entries.story_id``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import Connection, RowMapping, and_, exists, func, select
+
+from aggregator.exceptions import StorageError
+from aggregator.storage.records import Correction, CorrectionKind
+from aggregator.storage.schema import corrections, entries, feeds, stories, story_entries
+from aggregator.stories import build_story
+from aggregator.types import Entry, FeedState, StoredEntry, Story, StorySource
+
+# Ids per IN (...) list: SQLite before 3.32 allowed only 999 bound parameters per statement, and
+# PostgreSQL plans long IN lists no better than a few shorter ones.
+IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` cut into consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def feed_state(row: RowMapping) -> FeedState:
+    """A ``feeds`` row as a ``FeedState``."""
+    return FeedState(
+        url=row["url"],
+        name=row["name"],
+        tags=tuple(row["tags"] or ()),
+        priority=int(row["priority"]),
+        interval=timedelta(seconds=int(row["interval_seconds"])),
+        active=bool(row["active"]),
+        title=row["title"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        last_polled=row["last_polled"],
+        next_due=row["next_due"],
+        status=row["status"],
+        error=row["error"],
+        failures=int(row["failures"]),
+        moved_to=row["moved_to"],
+    )
+
+
+def list_feeds(conn: Connection, *, include_inactive: bool) -> list[FeedState]:
+    """Feeds ordered by URL."""
+    stmt = select(feeds).order_by(feeds.c.url)
+    if not include_inactive:
+        stmt = stmt.where(feeds.c.active.is_(True))
+    return [feed_state(row) for row in conn.execute(stmt).mappings()]
+
+
+def get_feed(conn: Connection, url: str) -> FeedState | None:
+    """One feed or None."""
+    row = conn.execute(select(feeds).where(feeds.c.url == url)).mappings().first()
+    return feed_state(row) if row is not None else None
+
+
+def due_feeds(conn: Connection, now: datetime) -> list[FeedState]:
+    """Active feeds due at ``now``: never-polled first, then the longest overdue."""
+    stmt = (
+        select(feeds)
+        .where(feeds.c.active.is_(True))
+        .where(feeds.c.next_due.is_(None) | (feeds.c.next_due <= now))
+        .order_by(feeds.c.next_due.asc().nulls_first(), feeds.c.url)
+    )
+    return [feed_state(row) for row in conn.execute(stmt).mappings()]
+
+
+def entry_hashes(conn: Connection, feed_url: str, entry_ids: Collection[str]) -> dict[str, str]:
+    """``{entry_id: content_hash}`` of the given ids stored for this feed."""
+    found: dict[str, str] = {}
+    for part in chunks(sorted(set(entry_ids))):
+        stmt = select(entries.c.entry_id, entries.c.content_hash).where(
+            entries.c.feed_url == feed_url, entries.c.entry_id.in_(part)
+        )
+        found.update({str(eid): str(h) for eid, h in conn.execute(stmt)})
+    return found
+
+
+def story_links(conn: Connection, feed_url: str, entry_ids: Collection[str]) -> dict[str, str]:
+    """``{entry_id: story_id}`` of the given ids of this feed that are linked to a story."""
+    found: dict[str, str] = {}
+    for part in chunks(sorted(set(entry_ids))):
+        stmt = select(story_entries.c.entry_id, story_entries.c.story_id).where(
+            story_entries.c.feed_url == feed_url, story_entries.c.entry_id.in_(part)
+        )
+        found.update({str(eid): str(sid) for eid, sid in conn.execute(stmt)})
+    return found
+
+
+def entry_from_row(row: RowMapping) -> Entry:
+    """An ``entries`` row (columns under their own names) as an ``Entry``."""
+    return Entry(
+        feed_url=row["feed_url"],
+        entry_id=row["entry_id"],
+        title=row["title"],
+        summary=row["summary"],
+        url=row["url"],
+        link=row["link"],
+        published=row["published"],
+        updated=row["updated"],
+        first_seen=row["first_seen"],
+        content_hash=row["content_hash"],
+        author=row["author"],
+    )
+
+
+def _feed_display_name(row: RowMapping) -> str:
+    return str(row["feed_name"] or row["feed_title"] or row["feed_url"])
+
+
+_LINKED = story_entries.join(
+    entries,
+    and_(
+        entries.c.feed_url == story_entries.c.feed_url,
+        entries.c.entry_id == story_entries.c.entry_id,
+    ),
+).join(feeds, feeds.c.url == story_entries.c.feed_url)
+
+_FEED_COLUMNS = (
+    feeds.c.name.label("feed_name"),
+    feeds.c.title.label("feed_title"),
+    feeds.c.priority.label("feed_priority"),
+)
+
+
+def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
+    """Linked entries published at or after ``since``, oldest first."""
+    stmt = (
+        select(
+            entries,
+            story_entries.c.story_id,
+            story_entries.c.score,
+            story_entries.c.evidence,
+            *_FEED_COLUMNS,
+        )
+        .select_from(_LINKED)
+        .where(entries.c.published >= since)
+        .order_by(entries.c.published, entries.c.feed_url, entries.c.entry_id)
+    )
+    return [
+        StoredEntry(
+            entry=entry_from_row(row),
+            story_id=row["story_id"],
+            score=float(row["score"]),
+            evidence=row["evidence"],
+            feed_name=_feed_display_name(row),
+            feed_priority=int(row["feed_priority"]),
+        )
+        for row in conn.execute(stmt).mappings()
+    ]
+
+
+def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[StorySource]]:
+    """Every source of the given stories, one query per ``IN_CHUNK`` ids."""
+    found: dict[str, list[StorySource]] = defaultdict(list)
+    for part in chunks(story_ids):
+        stmt = (
+            select(
+                story_entries.c.story_id,
+                story_entries.c.score,
+                story_entries.c.evidence,
+                entries.c.feed_url,
+                entries.c.entry_id,
+                entries.c.title,
+                entries.c.url,
+                entries.c.link,
+                entries.c.published,
+                *_FEED_COLUMNS,
+            )
+            .select_from(_LINKED)
+            .where(story_entries.c.story_id.in_(part))
+        )
+        for row in conn.execute(stmt).mappings():
+            found[row["story_id"]].append(
+                StorySource(
+                    feed_url=row["feed_url"],
+                    feed_name=_feed_display_name(row),
+                    entry_id=row["entry_id"],
+                    title=row["title"],
+                    # The canonical URL when normalisation found one, else the feed's own link.
+                    url=row["url"] or row["link"],
+                    published=row["published"],
+                    score=float(row["score"]),
+                    evidence=row["evidence"],
+                    priority=int(row["feed_priority"]),
+                )
+            )
+    return found
+
+
+def _assemble(conn: Connection, heads: Iterable[tuple[str, datetime]]) -> list[Story]:
+    heads = list(heads)
+    sources = load_sources(conn, [story_id for story_id, _ in heads])
+    return [
+        build_story(story_id, sources[story_id], updated)
+        for story_id, updated in heads
+        if sources.get(story_id)
+    ]
+
+
+def tagged_feed_urls(conn: Connection, tag: str) -> list[str]:
+    """URLs of the feeds carrying ``tag`` (the feed list is small: filtered here, portably)."""
+    rows = conn.execute(select(feeds.c.url, feeds.c.tags))
+    return [str(url) for url, tags in rows if tag in (tags or ())]
+
+
+def recent_stories(
+    conn: Connection, limit: int, *, min_sources: int, tag: str | None
+) -> list[Story]:
+    """The most recently updated stories with their sources, newest first."""
+    if limit <= 0:
+        return []
+    count = (
+        select(func.count())
+        .where(story_entries.c.story_id == stories.c.id)
+        .correlate(stories)
+        .scalar_subquery()
+    )
+    # At least one source always: a story emptied by a merge is never listed.
+    stmt = select(stories.c.id, stories.c.updated).where(count >= max(min_sources, 1))
+    if tag is not None:
+        tagged = tagged_feed_urls(conn, tag)
+        if not tagged:
+            return []
+        stmt = stmt.where(
+            exists()
+            .where(story_entries.c.story_id == stories.c.id)
+            .where(story_entries.c.feed_url.in_(tagged))
+        )
+    stmt = stmt.order_by(stories.c.updated.desc(), stories.c.id.desc()).limit(limit)
+    heads = [(str(sid), updated) for sid, updated in conn.execute(stmt)]
+    return _assemble(conn, heads)
+
+
+def merge_targets(conn: Connection, story_ids: Collection[str]) -> dict[str, str]:
+    """``{story_id: surviving story}`` for ids retired by merges (chains followed to the end).
+
+    Merges never form a cycle (``record_merge`` refuses a retired story on either side), so
+    following ``story -> target`` terminates.
+    """
+    direct: dict[str, str] = {}
+    pending = sorted(set(story_ids))
+    while pending:
+        found: dict[str, str] = {}
+        for part in chunks(pending):
+            stmt = select(corrections.c.story_id, corrections.c.target_story_id).where(
+                corrections.c.kind == "merge", corrections.c.story_id.in_(part)
+            )
+            found.update({str(a): str(b) for a, b in conn.execute(stmt)})
+        direct.update(found)
+        pending = sorted(set(found.values()) - set(direct))
+    resolved: dict[str, str] = {}
+    for story_id in story_ids:
+        target = story_id
+        while target in direct:
+            target = direct[target]
+        if target != story_id:
+            resolved[story_id] = target
+    return resolved
+
+
+def get_story(conn: Connection, story_id: str) -> Story | None:
+    """One story with its sources; an id retired by a merge leads to the surviving story."""
+    story_id = merge_targets(conn, [story_id]).get(story_id, story_id)
+    row = conn.execute(select(stories.c.updated).where(stories.c.id == story_id)).first()
+    if row is None:
+        return None
+    found = _assemble(conn, [(story_id, row[0])])
+    return found[0] if found else None
+
+
+def list_corrections(conn: Connection) -> list[Correction]:
+    """Every correction, oldest first."""
+    rows = conn.execute(select(corrections).order_by(corrections.c.id)).mappings()
+    return [_correction(row) for row in rows]
+
+
+def _correction(row: RowMapping) -> Correction:
+    if row["kind"] not in ("split", "merge"):
+        raise StorageError(f"correction {row['id']} has unknown kind {row['kind']!r}")
+    kind: CorrectionKind = "split" if row["kind"] == "split" else "merge"
+    return Correction(
+        id=int(row["id"]),
+        kind=kind,
+        story_id=row["story_id"],
+        target_story_id=row["target_story_id"],
+        created=row["created"],
+        feed_url=row["feed_url"],
+        entry_id=row["entry_id"],
+    )

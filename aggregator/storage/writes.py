@@ -1,0 +1,264 @@
+"""Write operations: each takes a ``Connection`` inside the caller's open write transaction.
+
+Rows are written with executemany-style statements (a list of parameter dicts per statement),
+so a refresh of a big feed costs a handful of statements, not one round trip per entry.
+Upserts use the backend's ``INSERT ... ON CONFLICT``, which SQLite and PostgreSQL spell alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aggregator.storage.queries import chunks, merge_targets, story_links
+from aggregator.storage.schema import corrections, entries, feeds, stories, story_entries
+from aggregator.types import Assignment, Entry, FeedRefresh, FeedSpec, FeedStateUpdate
+
+
+def upsert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` of this backend that supports ``on_conflict_do_*``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], now: datetime) -> None:
+    """Insert new feeds (due at ``now``), update known ones, deactivate the rest."""
+    by_url = {spec.url: spec for spec in specs}  # a repeated URL: the last one wins
+    if by_url:
+        ins = upsert(conn, feeds)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[feeds.c.url],
+            set_={
+                "name": ins.excluded.name,
+                "tags": ins.excluded.tags,
+                "priority": ins.excluded.priority,
+                "interval_seconds": ins.excluded.interval_seconds,
+                "active": True,
+            },
+        )
+        conn.execute(stmt, [_feed_row(spec, now) for spec in by_url.values()])
+    stored = {str(url) for (url,) in conn.execute(select(feeds.c.url))}
+    gone = sorted(stored - by_url.keys())
+    for part in chunks(gone):
+        conn.execute(update(feeds).where(feeds.c.url.in_(part)).values(active=False))
+
+
+def _feed_row(spec: FeedSpec, due: datetime | None) -> dict[str, Any]:
+    return {
+        "url": spec.url,
+        "name": spec.name,
+        "tags": list(spec.tags),
+        "priority": spec.priority,
+        "interval_seconds": int(spec.interval.total_seconds()),
+        "active": True,
+        "next_due": due,
+        "failures": 0,
+    }
+
+
+def _state_values(state: FeedStateUpdate) -> dict[str, Any]:
+    """Column values for the new polling state; see ``store_refresh`` for the rules."""
+    values: dict[str, Any] = {
+        "last_polled": state.last_polled,
+        "next_due": state.next_due,
+        "status": state.status,
+        "error": state.error,
+    }
+    if state.title is not None:  # a 304 or a failed poll says nothing about the title
+        values["title"] = state.title
+    cache = {
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "body_hash": state.body_hash,
+        "moved_to": state.moved_to,
+    }
+    if state.error is None:
+        values.update(cache)
+        values["failures"] = 0
+    else:
+        # A failed poll keeps the validators of the last good one, so the next poll can still
+        # be conditional.
+        values.update({key: value for key, value in cache.items() if value is not None})
+        values["failures"] = feeds.c.failures + 1
+    return values
+
+
+def write_feed_state(conn: Connection, feed_url: str, state: FeedStateUpdate) -> None:
+    """Update the feed's polling state, inserting the feed with default settings if unknown."""
+    values = _state_values(state)
+    result = conn.execute(update(feeds).where(feeds.c.url == feed_url).values(**values))
+    if result.rowcount == 0:
+        row = _feed_row(FeedSpec(url=feed_url), None)
+        row.update(values)
+        row["failures"] = 0 if state.error is None else 1
+        conn.execute(upsert(conn, feeds).on_conflict_do_nothing(), [row])
+
+
+def _entry_row(entry: Entry) -> dict[str, Any]:
+    return {
+        "feed_url": entry.feed_url,
+        "entry_id": entry.entry_id,
+        "title": entry.title,
+        "summary": entry.summary,
+        "url": entry.url,
+        "link": entry.link,
+        "published": entry.published,
+        "updated": entry.updated,
+        "first_seen": entry.first_seen,
+        "content_hash": entry.content_hash,
+        "author": entry.author,
+    }
+
+
+_CONTENT_COLUMNS = (
+    "title",
+    "summary",
+    "url",
+    "link",
+    "published",
+    "updated",
+    "content_hash",
+    "author",
+)
+
+
+def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
+    """Write one refresh; the caller's transaction makes it all-or-nothing.
+
+    Rules: the feed state is written first (``failures`` reset or incremented). A new entry
+    already stored (a replayed refresh) has its content updated, keeps ``first_seen`` and keeps
+    its story: its assignment is ignored, so no empty story is created. Assignments naming a
+    story retired by a merge go to the surviving story. Changed entries are updated in place.
+    Every story touched gets ``updated = max(updated, state.last_polled)``.
+    """
+    feed_url = refresh.feed_url
+    new: dict[str, tuple[Entry, Assignment]] = {}
+    for entry, assignment in refresh.new_entries:
+        new[entry.entry_id] = (entry, assignment)
+    changed = {e.entry_id: e for e in refresh.changed_entries if e.entry_id not in new}
+    strays = [e.key for e, _ in new.values() if e.feed_url != feed_url]
+    strays += [e.key for e in changed.values() if e.feed_url != feed_url]
+    if strays:
+        raise ValueError(f"refresh of {feed_url} carries entries of other feeds: {strays[:3]}")
+
+    when = refresh.state.last_polled
+    write_feed_state(conn, feed_url, refresh.state)
+
+    linked = story_links(conn, feed_url, [*new, *changed])
+    to_link = [(entry, a) for entry, a in new.values() if entry.entry_id not in linked]
+    redirect = merge_targets(conn, {a.story_id for _, a in to_link})
+    target = {e.entry_id: redirect.get(a.story_id, a.story_id) for e, a in to_link}
+
+    fresh_stories = sorted({target[e.entry_id] for e, a in to_link if a.new_story})
+    if fresh_stories:
+        stmt = upsert(conn, stories).on_conflict_do_nothing(index_elements=[stories.c.id])
+        conn.execute(stmt, [{"id": sid, "created": when, "updated": when} for sid in fresh_stories])
+
+    if new:
+        ins = upsert(conn, entries)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[entries.c.feed_url, entries.c.entry_id],
+            set_={name: ins.excluded[name] for name in _CONTENT_COLUMNS},
+        )
+        conn.execute(stmt, [_entry_row(entry) for entry, _ in new.values()])
+
+    if to_link:
+        link_rows = [
+            {
+                "feed_url": feed_url,
+                "entry_id": entry.entry_id,
+                "story_id": target[entry.entry_id],
+                "score": a.score,
+                "evidence": dict(a.evidence),
+            }
+            for entry, a in to_link
+        ]
+        stmt = upsert(conn, story_entries).on_conflict_do_nothing()
+        conn.execute(stmt, link_rows)
+
+    if changed:
+        edit = (
+            update(entries)
+            .where(entries.c.feed_url == bindparam("key_feed"))
+            .where(entries.c.entry_id == bindparam("key_entry"))
+            .values({name: bindparam(name) for name in _CONTENT_COLUMNS})
+        )
+        rows = []
+        for entry in changed.values():
+            row = _entry_row(entry)
+            rows.append(
+                {"key_feed": feed_url, "key_entry": entry.entry_id}
+                | {name: row[name] for name in _CONTENT_COLUMNS}
+            )
+        conn.execute(edit, rows)
+
+    touched = sorted(set(linked.values()) | set(target.values()))
+    touch_stories(conn, touched, when)
+
+
+def touch_stories(conn: Connection, story_ids: Sequence[str], when: datetime) -> None:
+    """Move the stories' ``updated`` forward to ``when`` (never backward: a late writer of an
+    older poll must not make a story look older than it is)."""
+    newer = case((stories.c.updated < when, when), else_=stories.c.updated)
+    for part in chunks(story_ids):
+        conn.execute(update(stories).where(stories.c.id.in_(part)).values(updated=newer))
+
+
+def record_split(
+    conn: Connection, feed_url: str, entry_id: str, new_story_id: str, now: datetime
+) -> None:
+    """Move one entry into a new story and remember it must not rejoin its old one."""
+    old = story_links(conn, feed_url, [entry_id]).get(entry_id)
+    if old is None:
+        raise LookupError(f"no stored entry {entry_id!r} of {feed_url}")
+    if conn.execute(select(stories.c.id).where(stories.c.id == new_story_id)).first():
+        raise ValueError(f"story id {new_story_id!r} is already in use")
+    conn.execute(stories.insert().values(id=new_story_id, created=now, updated=now))
+    conn.execute(
+        update(story_entries)
+        .where(story_entries.c.feed_url == feed_url, story_entries.c.entry_id == entry_id)
+        .values(story_id=new_story_id)
+    )
+    touch_stories(conn, [old], now)
+    conn.execute(
+        corrections.insert().values(
+            kind="split",
+            feed_url=feed_url,
+            entry_id=entry_id,
+            story_id=old,
+            target_story_id=new_story_id,
+            created=now,
+        )
+    )
+
+
+def record_merge(conn: Connection, story_a: str, story_b: str, now: datetime) -> None:
+    """Move every entry of ``story_b`` into ``story_a`` and remember ``b -> a``."""
+    if story_a == story_b:
+        raise ValueError(f"cannot merge story {story_a!r} into itself")
+    known = {
+        str(sid)
+        for (sid,) in conn.execute(select(stories.c.id).where(stories.c.id.in_([story_a, story_b])))
+    }
+    missing = [sid for sid in (story_a, story_b) if sid not in known]
+    if missing:
+        raise LookupError(f"no stored story {missing[0]!r}")
+    retired = merge_targets(conn, [story_a, story_b])
+    if retired:
+        sid, into = next(iter(retired.items()))
+        # Refusing retired stories on either side keeps merge chains free of cycles.
+        raise ValueError(f"story {sid!r} was already merged into {into!r}")
+    conn.execute(
+        update(story_entries).where(story_entries.c.story_id == story_b).values(story_id=story_a)
+    )
+    touch_stories(conn, [story_a], now)
+    conn.execute(
+        corrections.insert().values(
+            kind="merge", story_id=story_b, target_story_id=story_a, created=now
+        )
+    )
