@@ -152,6 +152,8 @@ def _issue_from_pydantic(error: ErrorDetails, root: Any) -> Issue:
         message = f"unknown key {name!r} ({hint})"
     elif kind == "missing":
         message = "required key is missing"
+        if tuple(loc) == ("feeds",):
+            message += " (list the feeds to poll, or write `feeds: []`)"
     elif kind == "value_error":
         message = str(ctx.get("error", error["msg"]))
     elif kind == "greater_than_equal":

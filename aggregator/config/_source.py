@@ -25,10 +25,13 @@ def load_yaml(text: str, display: str) -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        # The first line of the problem is the message; ruamel appends advice about its API.
-        message = problem.splitlines()[0] if problem else "invalid YAML"
-        raise ConfigError(f"invalid YAML: {message}", path=display, line=line) from exc
+        # ruamel appends advice about its own API after the first line; keep only the problem.
+        problem = (exc.problem or "invalid YAML").splitlines()[0]
+        if exc.context:
+            started = exc.context_mark.line + 1 if exc.context_mark is not None else None
+            where = f" (from line {started})" if started not in (None, line) else ""
+            problem = f"{exc.context}{where}: {problem}"
+        raise ConfigError(f"invalid YAML: {problem}", path=display, line=line) from exc
     except YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path=display) from exc
 
@@ -76,7 +79,9 @@ def line_of(root: Any, loc: Loc) -> int | None:
     steps = list(_walk(root, loc))
     if steps:
         return steps[-1]
-    return root.lc.line + 1 if isinstance(root, CommentedMap | CommentedSeq) else None
+    # An empty document has no position; its problems are reported at line 1.
+    start = root.lc.line if isinstance(root, CommentedMap | CommentedSeq) else None
+    return (start or 0) + 1
 
 
 def has_key(root: Any, loc: Loc) -> bool:
