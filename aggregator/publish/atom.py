@@ -81,7 +81,5 @@ def render_atom(stories: Sequence[Story], meta: FeedMeta) -> bytes:
     for story in ordered(stories):
         _entry(feed, story)
     ET.indent(feed, space=_INDENT)
-    document: bytes = ET.tostring(
-        feed, encoding="utf-8", xml_declaration=True
-    )
+    document: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return document

@@ -6,6 +6,7 @@ import contextlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from aggregator.types import Story
 # New outputs are world-readable: they are public feeds a web server must be able to read.
 DEFAULT_FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
+# A temporary file this old was left by a process killed mid-write: a write takes milliseconds,
+# so an hour leaves a wide margin before touching a file another writer might still own.
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -61,11 +65,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> bool:
     return True
 
 
+def remove_stale_temps(path: Path, *, now: float | None = None) -> list[Path]:
+    """Delete temporary files of ``path`` left behind by a crashed writer; return them."""
+    cutoff = (time.time() if now is None else now) - STALE_TEMP_SECONDS
+    removed = []
+    for temp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink()
+                removed.append(temp)
+    return removed
+
+
 def write_outputs(stories: Sequence[Story], folder: Path, meta: FeedMeta) -> list[Path]:
     """Write ``merged.atom``, ``merged.rss`` and ``merged.json`` into ``folder``, creating it.
 
     Returns the paths actually rewritten; a file whose bytes would not change is left alone so
     its mtime and ETag stay stable. All three documents are rendered before any is written.
+    Temporary files left by a writer that was killed mid-write are removed once stale.
     """
     outputs = {
         ATOM_FILENAME: render_atom(stories, meta),
@@ -76,6 +93,7 @@ def write_outputs(stories: Sequence[Story], folder: Path, meta: FeedMeta) -> lis
     written: list[Path] = []
     for name, data in outputs.items():
         path = folder / name
+        remove_stale_temps(path)
         if atomic_write_bytes(path, data):
             written.append(path)
     return written
