@@ -534,3 +534,19 @@ def test_killed_writer_leaves_previous_file_and_stale_temp_is_removed(
     write_outputs(stories, tmp_path, META)
     assert not temp.exists()
     assert target.read_bytes() == render_atom(stories, META)
+
+
+def test_public_surface() -> None:
+    assert set(aggregator.publish.__all__) == {
+        "ATOM_FILENAME",
+        "DEFAULT_TITLE",
+        "JSON_FILENAME",
+        "RSS_FILENAME",
+        "FeedMeta",
+        "atomic_write_bytes",
+        "render_atom",
+        "render_json_feed",
+        "render_rss",
+        "sources_html",
+        "write_outputs",
+    }
