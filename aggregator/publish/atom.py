@@ -24,37 +24,29 @@ ATOM_MEDIA_TYPE = "application/atom+xml"
 _INDENT = "  "
 
 
-def _q(tag: str) -> str:
-    # Elements are built unqualified and the root declares Atom as the default namespace:
-    # ElementTree's default_namespace option refuses the unqualified attributes Atom uses.
-    return tag
-
-
 def _text(parent: ET.Element, tag: str, text: str, **attrib: str) -> ET.Element:
-    element = ET.SubElement(parent, _q(tag), attrib)
+    element = ET.SubElement(parent, tag, attrib)
     element.text = clean_text(text)
     return element
 
 
 def _entry(feed: ET.Element, story: Story) -> None:
-    entry = ET.SubElement(feed, _q("entry"))
+    entry = ET.SubElement(feed, "entry")
     _text(entry, "id", story_urn(story))
     _text(entry, "title", story.title, type="text")
     _text(entry, "published", rfc3339(story.first_published))
     _text(entry, "updated", rfc3339(story.updated))
     alternate = primary_url(story)
     if alternate:
-        ET.SubElement(
-            entry, _q("link"), {"rel": "alternate", "type": "text/html", "href": alternate}
-        )
+        ET.SubElement(entry, "link", {"rel": "alternate", "type": "text/html", "href": alternate})
     for source in story.sources:
         url = safe_url(source.url)
         if url:
             attrib = {"rel": "related", "href": url, "title": clean_text(source.feed_name)}
-            ET.SubElement(entry, _q("link"), attrib)
+            ET.SubElement(entry, "link", attrib)
     # Each outlet is credited as a contributor so readers that show bylines name them all.
     for name in outlet_names(story):
-        contributor = ET.SubElement(entry, _q("contributor"))
+        contributor = ET.SubElement(entry, "contributor")
         _text(contributor, "name", name)
     _text(entry, "content", item_content_html(story), type="html")
 
@@ -65,19 +57,19 @@ def render_atom(stories: Sequence[Story], meta: FeedMeta) -> bytes:
     Entry ids are ``urn:aggregator:story:<id>``; ``rel="alternate"`` points at the
     representative article and one ``rel="related"`` link per source at every article.
     """
-    feed = ET.Element(_q("feed"), {"xmlns": ATOM_NS})
+    # Elements are built unqualified under a root declaring Atom as the default namespace:
+    # ElementTree's default_namespace option refuses the unqualified attributes Atom uses.
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
     _text(feed, "id", meta.feed_id)
     _text(feed, "title", meta.title, type="text")
     _text(feed, "subtitle", meta.description, type="text")
     _text(feed, "updated", rfc3339(feed_updated(stories, meta.updated)))
-    author = ET.SubElement(feed, _q("author"))
+    author = ET.SubElement(feed, "author")
     _text(author, "name", meta.author)
     _text(feed, "generator", meta.generator, version=meta.version)
     self_link = {"rel": "self", "type": ATOM_MEDIA_TYPE, "href": meta.self_url(ATOM_FILENAME)}
-    ET.SubElement(feed, _q("link"), self_link)
-    ET.SubElement(
-        feed, _q("link"), {"rel": "alternate", "type": "text/html", "href": meta.home_url}
-    )
+    ET.SubElement(feed, "link", self_link)
+    ET.SubElement(feed, "link", {"rel": "alternate", "type": "text/html", "href": meta.home_url})
     for story in ordered(stories):
         _entry(feed, story)
     ET.indent(feed, space=_INDENT)
