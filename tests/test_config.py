@@ -380,6 +380,15 @@ ERROR_CASES = {
         "feeds.yml:3: invalid YAML: while constructing a mapping (from line 1): found "
         'duplicate key "feeds" with value "[]" (original value: "[]")',
     ),
+    "date for duration": (
+        "settings:\n  interval: 2024-01-01\nfeeds: []\n",
+        "feeds.yml:2: settings.interval: 2024-01-01 is not a duration like 15m or 1h",
+    ),
+    "non-text key": (
+        "feeds:\n  - url: https://a.example/\n    null: x\n",
+        "feeds.yml:3: feeds[0].null: unknown key 'null' (known keys: url, name, interval, "
+        "tags, priority)",
+    ),
     "not a mapping": (
         "- url: https://a.example/\n",
         "feeds.yml:1: expected a mapping with the keys settings and feeds, got a list",

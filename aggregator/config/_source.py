@@ -16,6 +16,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from aggregator.exceptions import ConfigError
 
 Loc = Sequence[str | int]
+_ABSENT = object()
 
 
 def load_yaml(text: str, display: str) -> Any:
@@ -43,7 +44,7 @@ def to_plain(node: Any) -> Any:
     strict mode should judge the value, not the subclass.
     """
     if isinstance(node, dict):
-        return {to_plain(key): to_plain(value) for key, value in node.items()}
+        return {key_text(key): to_plain(value) for key, value in node.items()}
     if isinstance(node, list):
         return [to_plain(item) for item in node]
     if isinstance(node, bool):
@@ -57,17 +58,30 @@ def to_plain(node: Any) -> Any:
     return node
 
 
+def key_text(key: object) -> str:
+    """A mapping key as text, the way it was written: ``null: 1`` has the key ``null``."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return str(key).lower()
+    return str(key)
+
+
 def _walk(root: Any, loc: Loc) -> Iterator[int]:
     """The 1-based line of each step of ``loc`` that exists in the file, stopping at a gap."""
     node = root
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            yield node.lc.key(part)[0] + 1
+        if isinstance(node, CommentedMap):
+            key = next((k for k in node if key_text(k) == part), _ABSENT)
+            if key is _ABSENT:
+                return
+            yield node.lc.key(key)[0] + 1
+            node = node[key]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             yield node.lc.item(part)[0] + 1
+            node = node[part]
         else:
             return
-        node = node[part]
 
 
 def line_of(root: Any, loc: Loc) -> int | None:

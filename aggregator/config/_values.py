@@ -54,8 +54,14 @@ _HOSTNAME_RE = re.compile(
 
 
 def shown(value: object) -> str:
-    """How a bad value is quoted in a message: text in quotes, an empty value by name."""
-    return "an empty value" if value is None else repr(value)
+    """How a bad value is quoted in a message: text in quotes, others as YAML would show them."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def parse_duration(text: str | int) -> timedelta:
