@@ -1,0 +1,225 @@
+"""The web surface: merged stories as HTML, the merged feeds over HTTP, feed health, metrics.
+
+::
+
+    /                 latest merged stories (filters: ?tag= ?min_sources= ?limit=)
+    /stories/{id}     one story, every source and why it joined
+    /feed.atom .rss .json   merged feeds, same filters, ETag/Last-Modified with 304s
+    /feeds            each configured feed's health
+    /healthz          200 {"status": "ok", ...} or 503 when the database is unreachable
+    /metrics          Prometheus text format
+
+Storage calls are synchronous, so each runs in Starlette's thread pool and the event loop
+(shared with the polling service) never waits on the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from aggregator.config import Settings
+from aggregator.exceptions import StorageError
+from aggregator.publish import DEFAULT_TITLE, FeedMeta, render_atom, render_json_feed, render_rss
+from aggregator.storage.base import Storage
+from aggregator.types import FeedState, Story
+from aggregator.web import pages
+from aggregator.web.conditional import http_date, is_not_modified, strong_etag
+from aggregator.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from aggregator.web.metrics import Metrics
+from aggregator.web.params import BadQuery, Filters, parse_filters
+
+Renderer = Callable[[Sequence[Story], FeedMeta], bytes]
+FeedsProvider = Callable[[], Sequence[FeedState]]
+Clock = Callable[[], datetime]
+
+# Format name -> (renderer, media type). JSON Feed 1.1 registers application/feed+json.
+FEED_FORMATS: dict[str, tuple[Renderer, str]] = {
+    "atom": (render_atom, "application/atom+xml; charset=utf-8"),
+    "rss": (render_rss, "application/rss+xml; charset=utf-8"),
+    "json": (render_json_feed, "application/feed+json; charset=utf-8"),
+}
+# Feed readers must revalidate every time; a 304 costs one query and a hash.
+FEED_CACHE_CONTROL = "no-cache"
+_PLAIN_ERROR_PREFIXES = ("/feed.", "/healthz", "/metrics")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Web:
+    """The handlers, sharing the storage, settings, metrics and clock."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        metrics: Metrics,
+        feeds_provider: FeedsProvider,
+        clock: Clock,
+        title: str,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.metrics = metrics
+        self.feeds_provider = feeds_provider
+        self.clock = clock
+        self.title = title
+
+    def _context(self, request: Request, **extra: Any) -> dict[str, Any]:
+        home = str(request.scope.get("root_path", "")).rstrip("/") + "/"
+        return {"site_title": self.title, "home": home, "now": self.clock(), **extra}
+
+    def _filters(self, request: Request) -> Filters:
+        try:
+            return parse_filters(request.query_params, default_limit=self.settings.max_stories)
+        except BadQuery as exc:
+            raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+
+    async def _stories(self, filters: Filters) -> list[Story]:
+        return await run_in_threadpool(
+            self.storage.recent_stories,
+            filters.limit,
+            min_sources=filters.min_sources,
+            tag=filters.tag,
+        )
+
+    async def index(self, request: Request) -> Response:
+        filters = self._filters(request)
+        stories = await self._stories(filters)
+        context = self._context(request, filters=filters)
+        context["views"] = pages.story_views(stories, context["now"])
+        return HTMLResponse(pages.render("index.html", **context))
+
+    async def story(self, request: Request) -> Response:
+        story_id = str(request.path_params["story_id"])
+        story = await run_in_threadpool(self.storage.get_story, story_id)
+        if story is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, f"There is no story with id {story_id!r}.")
+        context = self._context(request, story=story)
+        context["mark"] = pages.freshness(story, context["now"])
+        context["sources"] = pages.source_views(story)
+        return HTMLResponse(pages.render("story.html", **context))
+
+    def feed_endpoint(self, fmt: str) -> Callable[[Request], Awaitable[Response]]:
+        """The handler serving the merged feed in ``fmt`` (a key of ``FEED_FORMATS``)."""
+        renderer, media_type = FEED_FORMATS[fmt]
+
+        async def endpoint(request: Request) -> Response:
+            return await self.feed(request, renderer, media_type)
+
+        return endpoint
+
+    async def feed(self, request: Request, renderer: Renderer, media_type: str) -> Response:
+        filters = self._filters(request)
+        stories = await self._stories(filters)
+        base = str(request.base_url)
+        meta = FeedMeta(title=self.title, home_url=base, base_url=base)
+        body = renderer(stories, meta)
+        etag = strong_etag(body)
+        modified = max((s.updated for s in stories), default=None)
+        headers = {"ETag": etag, "Cache-Control": FEED_CACHE_CONTROL}
+        if modified is not None:
+            headers["Last-Modified"] = http_date(modified)
+        if is_not_modified(request.headers, etag, modified):
+            return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
+        return Response(body, media_type=media_type, headers=headers)
+
+    async def feeds(self, request: Request) -> Response:
+        known = await run_in_threadpool(self.feeds_provider)
+        context = self._context(request, views=pages.feed_views(known))
+        return HTMLResponse(pages.render("feeds.html", **context))
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            version = await run_in_threadpool(self.storage.schema_version)
+        except StorageError as exc:
+            return JSONResponse(
+                {"status": "error", "db": f"unavailable: {exc}"},
+                status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+            )
+        return JSONResponse({"status": "ok", "db": "ok", "schema_version": version})
+
+    def _inventory(self) -> None:
+        feeds = len(self.feeds_provider())
+        stories = len(self.storage.recent_stories(self.settings.max_stories))
+        self.metrics.set_inventory(feeds=feeds, stories=stories)
+
+    async def metrics_page(self, request: Request) -> Response:
+        # Without the database the counters are still worth scraping; gauges keep their values.
+        with contextlib.suppress(StorageError):
+            await run_in_threadpool(self._inventory)
+        return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return self._error(request, exc.status_code, exc.detail, exc.headers)
+
+    async def storage_error(self, request: Request, exc: Exception) -> Response:
+        message = f"The database is unavailable: {exc}"
+        return self._error(request, HTTPStatus.SERVICE_UNAVAILABLE, message, None)
+
+    def _error(
+        self, request: Request, status: int, message: str, headers: Mapping[str, str] | None
+    ) -> Response:
+        if request.url.path.startswith(_PLAIN_ERROR_PREFIXES):
+            return PlainTextResponse(f"{message}\n", status_code=status, headers=headers)
+        reason = HTTPStatus(status).phrase
+        context = self._context(request, status=status, reason=reason, message=message)
+        return HTMLResponse(pages.render("error.html", **context), status, headers=headers)
+
+
+def create_app(
+    storage: Storage,
+    *,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    feeds_provider: FeedsProvider | None = None,
+    clock: Clock = _utcnow,
+    title: str = DEFAULT_TITLE,
+) -> Starlette:
+    """The web application over ``storage``.
+
+    ``feeds_provider`` lists the feeds the ``/feeds`` page shows (default: the active feeds in
+    storage). ``metrics`` is the object the service feeds with ``observe_poll``; a fresh one is
+    made when none is given. ``clock`` decides what counts as new.
+    """
+    web = _Web(
+        storage,
+        settings,
+        metrics or Metrics(),
+        feeds_provider or storage.list_feeds,
+        clock,
+        title,
+    )
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        HTTPException: web.http_error,
+        StorageError: web.storage_error,
+    }
+    app = Starlette(
+        routes=[
+            Route("/", web.index, methods=["GET"], name="index"),
+            Route("/stories/{story_id}", web.story, methods=["GET"], name="story"),
+            *(
+                Route(f"/feed.{fmt}", web.feed_endpoint(fmt), methods=["GET"], name=f"feed_{fmt}")
+                for fmt in FEED_FORMATS
+            ),
+            Route("/feeds", web.feeds, methods=["GET"], name="feeds"),
+            Route("/healthz", web.healthz, methods=["GET"], name="healthz"),
+            Route("/metrics", web.metrics_page, methods=["GET"], name="metrics"),
+        ],
+        exception_handlers=handlers,
+    )
+    app.state.metrics = web.metrics
+    return app

@@ -1,0 +1,95 @@
+"""Query-string filters shared by the home page and the merged feeds, validated once.
+
+A bad value raises ``BadQuery`` whose text is shown to the client with a 400 status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import QueryParams
+
+# One story joins entries from at most one entry per outlet and a few updates; a thousand is
+# far past any real story and keeps the value inside every database's integer range.
+MAX_MIN_SOURCES = 1000
+# Tags are short words from feeds.yml ("world", "europe"); anything longer is not a tag.
+MAX_TAG_LENGTH = 100
+# Each story loads every source; 500 stories is about five days of ten outlets and keeps a
+# feed response to a few megabytes. Larger requests are cut to this (not refused).
+MAX_LIMIT = 500
+
+
+class BadQuery(ValueError):
+    """A query parameter has a value we cannot use; ``str()`` says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which stories a page or feed shows."""
+
+    limit: int
+    min_sources: int = 1
+    tag: str | None = None
+
+    def query(self, *, default_limit: int) -> dict[str, str]:
+        """The non-default filters as query parameters (for links that keep them)."""
+        params: dict[str, str] = {}
+        if self.tag is not None:
+            params["tag"] = self.tag
+        if self.min_sources != 1:
+            params["min_sources"] = str(self.min_sources)
+        if self.limit != default_limit:
+            params["limit"] = str(self.limit)
+        return params
+
+
+def _single(params: QueryParams, name: str) -> str | None:
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise BadQuery(f"{name} is given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
+# Longer digit strings are refused before int() reads them (no value we accept needs more).
+_MAX_DIGITS = 12
+
+
+def _whole_number(name: str, text: str, low: int, high: int) -> int:
+    """``text`` as an int of at least ``low``; BadQuery otherwise (``high`` is for the message)."""
+    stripped = text.strip()
+    hint = f"{name} must be a whole number from {low} to {high}, not {text[:40]!r}"
+    if not stripped.isascii() or not stripped.isdigit() or len(stripped) > _MAX_DIGITS:
+        raise BadQuery(hint)
+    value = int(stripped)
+    if value < low:
+        raise BadQuery(hint)
+    return value
+
+
+def parse_filters(params: QueryParams, *, default_limit: int) -> Filters:
+    """Read ``tag``, ``min_sources`` and ``limit``; raise ``BadQuery`` for a bad value.
+
+    ``limit`` defaults to ``default_limit`` and is cut to ``MAX_LIMIT``.
+    """
+    tag = _single(params, "tag")
+    if tag is not None:
+        tag = tag.strip()
+        if not tag:
+            raise BadQuery("tag is empty; give a tag from feeds.yml, e.g. ?tag=world")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise BadQuery(f"tag is {len(tag)} characters long; tags are at most {MAX_TAG_LENGTH}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in tag):
+            raise BadQuery("tag contains control characters")
+    min_sources = 1
+    min_text = _single(params, "min_sources")
+    if min_text is not None:
+        min_sources = _whole_number("min_sources", min_text, 1, MAX_MIN_SOURCES)
+        if min_sources > MAX_MIN_SOURCES:
+            raise BadQuery(
+                f"min_sources must be a whole number from 1 to {MAX_MIN_SOURCES}, not {min_text!r}"
+            )
+    limit = min(default_limit, MAX_LIMIT)
+    limit_text = _single(params, "limit")
+    if limit_text is not None:
+        limit = min(_whole_number("limit", limit_text, 1, MAX_LIMIT), MAX_LIMIT)
+    return Filters(limit=limit, min_sources=min_sources, tag=tag)
