@@ -108,6 +108,10 @@ class TermIndex:
         """Smoothed inverse document frequency over the entries currently in the window."""
         return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
 
+    def df_of(self, term: str) -> int:
+        """Number of entries in the window holding ``term``."""
+        return self.df.get(term, 0)
+
     def observe(self, terms: Iterable[str]) -> None:
         """Count one document's terms."""
         self.docs += 1

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator.match.index import MAX_CANDIDATES, StoryState, TermIndex
-from aggregator.match.score import MatchConfig, Signals, entry_weights, score, story_norm
+from aggregator.match.score import (
+    MatchConfig,
+    Signals,
+    entry_weights,
+    score,
+    story_norm,
+    threshold_for,
+)
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
 
@@ -128,21 +135,24 @@ class Matcher:
             if value and value in table and self._allowed(feats, table[value]):
                 return Decision(table[value], 1.0, {"rule": rule, "score": 1.0})
         weights = entry_weights(feats, idf)
-        best: tuple[Signals, str] | None = None
+        best: tuple[float, Signals, str] | None = None
         for story_id in self.index.candidates(weights, MAX_CANDIDATES):
             story = self.stories[story_id]
             if not self._allowed(feats, story_id):
                 continue
             if story.newest is not None and feats.published - story.newest > self.window:
                 continue
-            signals = score(feats, weights, story, self._norm(story), idf, self.config)
-            if best is None or signals.score > best[0].score:
-                best = (signals, story_id)
+            signals = score(
+                feats, weights, story, self._norm(story), idf, self.index.df_of, self.config
+            )
+            margin = signals.score - threshold_for(story.size, self.config)
+            if best is None or margin > best[0]:
+                best = (margin, signals, story_id)
         if best is None:
             return Decision(None, 0.0, {"rule": "no_candidate", "score": 0.0})
-        signals, story_id = best
+        margin, signals, story_id = best
         evidence = {"rule": "score", **signals.evidence(), "candidate": story_id}
-        if signals.score >= self.config.threshold:
+        if margin >= 0:
             return Decision(story_id, signals.score, evidence)
         return Decision(None, signals.score, {**evidence, "rule": "below_threshold"})
 
@@ -166,7 +176,9 @@ class Matcher:
         story = StoryState("pair")
         story.add(fb)
         idf = self.index.idf
-        return score(fa, entry_weights(fa, idf), story, story_norm(story, idf), idf, self.config)
+        norm = story_norm(story, idf)
+        weights = entry_weights(fa, idf)
+        return score(fa, weights, story, norm, idf, self.index.df_of, self.config)
 
     def _resolve(self, story_id: str) -> str:
         while story_id in self._alias:

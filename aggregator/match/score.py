@@ -39,9 +39,18 @@ class MatchConfig:
     w_cosine: float = 0.45
     w_coverage: float = 0.25
     w_fuzzy: float = 0.30
+    w_owner: float = 0.0
+    size_discount: float = 0.0
+    min_threshold: float = 0.0
+    full_share: float = FULL_SHARE
     entity_penalty: float = 0.15
     number_penalty: float = 0.5
     extra: dict[str, float] = field(default_factory=dict)
+
+
+def threshold_for(size: int, config: MatchConfig) -> float:
+    """The join threshold for a story of ``size`` members: lower for established stories."""
+    return max(config.min_threshold, config.threshold - config.size_discount * math.log(size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,7 @@ class Signals:
     cosine: float
     coverage: float
     fuzzy: float
+    owner: float
     entity_miss: float
     number_conflict: bool
     time_factor: float
@@ -63,6 +73,7 @@ class Signals:
             "cosine": round(self.cosine, 4),
             "coverage": round(self.coverage, 4),
             "fuzzy": round(self.fuzzy, 4),
+            "owner": round(self.owner, 4),
             "entity_miss": round(self.entity_miss, 4),
             "number_conflict": self.number_conflict,
             "time_factor": round(self.time_factor, 4),
@@ -97,6 +108,7 @@ def score(
     story: StoryState,
     norm: float,
     idf: Idf,
+    df: Callable[[str], int],
     config: MatchConfig,
 ) -> Signals:
     """Compare an entry (features + IDF weights) with a story; all signals and the combination."""
@@ -104,6 +116,7 @@ def score(
     size = story.size
     dot = 0.0
     covered = 0.0
+    owned = 0.0
     total = 0.0
     e_norm2 = 0.0
     shared: list[tuple[float, str]] = []
@@ -113,10 +126,12 @@ def score(
         count = counts.get(term, 0)
         if count:
             dot += w * centroid_weight(count, idf(term))
-            covered += w * min(1.0, count / (FULL_SHARE * size))
+            covered += w * min(1.0, count / (config.full_share * size))
+            owned += w * min(1.0, count / max(1, df(term)))
             shared.append((w, term))
     cosine = dot / (math.sqrt(e_norm2) * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
+    owner = owned / total if total else 0.0
     fuzzy = max(
         (fuzz.token_sort_ratio(feats.fuzzy_text, rep.fuzzy_text) / 100.0)
         for rep in story.representatives()
@@ -128,7 +143,10 @@ def score(
         gap = abs((feats.published - story.newest).total_seconds())
         time_factor = max(TIME_FLOOR, math.exp(-gap / TIME_SCALE.total_seconds()))
     combined = (
-        config.w_cosine * cosine + config.w_coverage * coverage + config.w_fuzzy * fuzzy
+        config.w_cosine * cosine
+        + config.w_coverage * coverage
+        + config.w_fuzzy * fuzzy
+        + config.w_owner * owner
     ) * time_factor
     combined -= config.entity_penalty * entity_miss
     if conflict:
@@ -138,6 +156,7 @@ def score(
         cosine=cosine,
         coverage=coverage,
         fuzzy=fuzzy,
+        owner=owner,
         entity_miss=entity_miss,
         number_conflict=conflict,
         time_factor=time_factor,
