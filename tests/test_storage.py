@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,7 +12,7 @@ from pg import reset_schema, throwaway_database
 from sqlalchemy import event, func, inspect, select, text
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import SqlStorage, Storage, open_storage
+from aggregator.storage import SqlStorage, Storage, migrations, open_storage
 from aggregator.storage import writes as storage_writes
 from aggregator.storage.migrations import MIGRATIONS, latest_version
 from aggregator.storage.schema import entries, metadata, schema_migrations, stories, story_entries
@@ -510,3 +511,138 @@ def test_sqlite_file_is_wal_and_intact(tmp_path: Any) -> None:
     finally:
         storage.close()
     assert path.exists()
+
+
+def test_upgrade_from_version_1_keeps_data(db_url: str, monkeypatch: Any) -> None:
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+    old = open_storage(db_url)
+    try:
+        assert old.schema_version() == 1
+        assert "claimed_by" not in {c["name"] for c in inspect(old.engine).get_columns("feeds")}
+        old.sync_feeds([FeedSpec(FEED_A, name="A", interval=timedelta(seconds=60))], T0)
+    finally:
+        old.close()
+    monkeypatch.undo()
+
+    upgraded = open_storage(db_url)
+    try:
+        assert upgraded.schema_version() == 2
+        (feed,) = upgraded.claim_due_feeds("w1", T0, timedelta(minutes=5), 10)
+        assert (feed.url, feed.name, feed.interval) == (FEED_A, "A", timedelta(seconds=60))
+    finally:
+        upgraded.close()
+
+
+# -- several workers -------------------------------------------------------------------------
+
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture
+def second(db_url: str, store: SqlStorage) -> Iterator[SqlStorage]:
+    """Another worker: its own storage object (and pool) on the same database."""
+    other = open_storage(db_url)
+    yield other
+    other.close()
+
+
+def test_claims_are_exclusive_and_leases_expire(store: SqlStorage, second: SqlStorage) -> None:
+    setup_feeds(store)
+    first = store.claim_due_feeds("w1", T0, LEASE, 2)
+    assert [f.url for f in first] == [FEED_A, FEED_B]
+    rest = second.claim_due_feeds("w2", T0, LEASE, 5)
+    assert [f.url for f in rest] == [FEED_C]
+    assert store.claim_due_feeds("w1", T0 + timedelta(minutes=1), LEASE, 5) == []
+    assert store.claim_due_feeds("w1", T0, LEASE, 0) == []
+
+    # w1 polls A (which releases it and moves it forward) and crashes holding B.
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(T0 + timedelta(minutes=1))))
+    second.store_refresh(FeedRefresh(FEED_C, ok_state(T0 + timedelta(minutes=1))))
+    after_lease = T0 + LEASE
+    retaken = second.claim_due_feeds("w2", after_lease, LEASE, 5)
+    assert [f.url for f in retaken] == [FEED_B]
+    # Within w2's lease nobody gets B; the polled feeds are not due before their next_due.
+    just_before = after_lease + LEASE - timedelta(seconds=1)
+    assert store.claim_due_feeds("w1", just_before, LEASE, 5) == []
+
+
+# Feeds and claimers of the concurrent test: enough rounds that claims overlap in time.
+CONCURRENT_FEEDS = 40
+CLAIMERS = 4
+
+
+def test_concurrent_claimers_never_share_a_feed(store: SqlStorage, second: SqlStorage) -> None:
+    store.sync_feeds([FeedSpec(f"https://f{i:02}.example/") for i in range(CONCURRENT_FEEDS)], T0)
+    claimed: dict[str, list[str]] = {}
+    start = threading.Barrier(CLAIMERS)
+
+    def work(name: str, storage: SqlStorage) -> None:
+        start.wait()
+        mine: list[str] = []
+        while batch := storage.claim_due_feeds(name, T0, LEASE, 3):
+            mine += [f.url for f in batch]
+        claimed[name] = mine
+
+    workers = [
+        threading.Thread(target=work, args=(f"w{i}", store if i % 2 else second))
+        for i in range(CLAIMERS)
+    ]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=60)
+    every = [url for urls in claimed.values() for url in urls]
+    assert len(claimed) == CLAIMERS
+    assert len(every) == len(set(every)) == CONCURRENT_FEEDS
+
+
+def test_matching_lock_serialises_workers(store: SqlStorage, second: SqlStorage) -> None:
+    setup_feeds(store)
+    inside = threading.Event()
+    order: list[str] = []
+
+    def other_worker() -> None:
+        inside.wait(timeout=10)
+        with second.matching_lock():
+            order.append("second in")
+            # Everything the first holder stored is visible once we hold the lock.
+            order.append(f"sees {len(second.entries_since(T0))}")
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    with store.matching_lock():
+        inside.set()
+        with store.matching_lock():  # re-entrant in the same thread
+            store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "s1"),)))
+        thread.join(timeout=LOCK_WAIT_S)
+        assert thread.is_alive(), "the second worker got the lock while it was held"
+        order.append("first out")
+    thread.join(timeout=10)
+    assert order == ["first out", "second in", "sees 1"]
+
+
+# How long the second worker is given to (wrongly) get a held lock; it normally tries at once.
+LOCK_WAIT_S = 0.5
+
+
+def test_failed_store_inside_matching_lock_undoes_only_itself(store: SqlStorage) -> None:
+    setup_feeds(store)
+    with store.matching_lock():
+        store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "s1"),)))
+        with pytest.raises(StorageError):
+            store.store_refresh(
+                FeedRefresh(FEED_B, ok_state(), (new(entry(FEED_B, "b1"), "nope", fresh=False),))
+            )
+        store.store_refresh(FeedRefresh(FEED_C, ok_state(), (new(entry(FEED_C, "c1"), "s3"),)))
+    assert sorted(s.id for s in store.recent_stories(10)) == ["s1", "s3"]
+    feed_b = store.get_feed(FEED_B)
+    assert feed_b is not None and feed_b.last_polled is None
+
+
+def test_publish_lock_admits_one_worker(store: SqlStorage, second: SqlStorage) -> None:
+    with store.publish_lock() as mine:
+        assert mine
+        with second.publish_lock() as theirs:
+            assert not theirs
+    with second.publish_lock() as theirs:
+        assert theirs

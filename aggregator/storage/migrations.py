@@ -139,7 +139,16 @@ def add_column(conn: Connection, table: str, column: Column[object]) -> None:
     conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial tables", _v1_initial_tables),)
+def _v2_feed_claims(conn: Connection) -> None:
+    """Version 2: a feed can be claimed by one polling worker until its lease expires."""
+    add_column(conn, "feeds", Column("claimed_by", String))
+    add_column(conn, "feeds", Column("claim_expires", UTCDateTime))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", _v1_initial_tables),
+    Migration(2, "feed claims", _v2_feed_claims),
+)
 
 
 def latest_version() -> int:

@@ -93,6 +93,9 @@ feeds = Table(
     Column("error", Text),
     Column("failures", Integer, nullable=False),
     Column("moved_to", String),
+    # Migration 2: which worker holds the feed and until when (several pollers, one database).
+    Column("claimed_by", String),
+    Column("claim_expires", UTCDateTime),
 )
 Index("ix_feeds_due", feeds.c.active, feeds.c.next_due)
 

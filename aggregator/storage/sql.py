@@ -5,17 +5,40 @@ errors in ``StorageError`` (cause chained). On SQLite the driver's own implicit 
 handling is switched off and SQLAlchemy emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes,
 so a writer takes the write lock up front and waits (busy timeout) instead of failing midway
 when another process writes too; plain ``BEGIN`` for reads, which WAL lets run beside a writer.
+
+Several workers, one database. Polling is shared out with ``claim_due_feeds``: each due feed
+is leased to one worker (``claimed_by``/``claim_expires``) until ``store_refresh`` records the
+poll and releases it; a crashed worker's lease simply expires and the feed is claimed again.
+
+Matching must see every entry stored before it, or two workers could each mint a story for the
+same event. ``matching_lock()`` serialises the match-and-store step::
+
+    with storage.matching_lock():
+        fresh = storage.entries_since(last_sync)   # what other workers stored meanwhile
+        ...update the matcher's index, assign the new entries...
+        storage.store_refresh(refresh)
+
+On PostgreSQL the block is one transaction holding ``pg_advisory_xact_lock``: calls made from
+the same thread inside it join that transaction (each in a savepoint, so a failed
+``store_refresh`` undoes only itself and can be caught), everything commits when the block ends
+and the lock is released by that commit, so the next holder sees all of it. An exception
+escaping the block rolls the whole block back. Calls from other threads use their own
+connections as usual. On SQLite (one process per database file) the lock is a process-wide
+re-entrant lock per database and each call commits on its own.
+
+``publish_lock()`` yields True to the one worker that may publish now and False to the others
+(``pg_try_advisory_xact_lock`` on PostgreSQL, a non-blocking process-wide lock on SQLite).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from aggregator.exceptions import StorageError
@@ -28,6 +51,24 @@ from aggregator.types import FeedRefresh, FeedSpec, FeedState, StoredEntry, Stor
 # How long a SQLite writer waits for another process's write lock before failing. A refresh
 # commits in milliseconds; 30 s covers a long migration or a slow disk without hanging forever.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_L = TypeVar("_L", threading.Lock, threading.RLock)
+
+# Keys of this project's PostgreSQL advisory locks (the migration lock is in migrations.py);
+# arbitrary constants that only need to differ from each other.
+MATCHING_LOCK_KEY = 0x6167_6772_0000_0002
+PUBLISH_LOCK_KEY = 0x6167_6772_0000_0003
+
+_registry_guard = threading.Lock()
+_matching_locks: dict[str, threading.RLock] = {}
+_publish_locks: dict[str, threading.Lock] = {}
+
+
+def _process_lock(registry: dict[str, _L], key: str, factory: Callable[[], _L]) -> _L:
+    """The one lock of ``registry`` for ``key`` in this process, created on first use."""
+    with _registry_guard:
+        return registry.setdefault(key, factory())
+
 
 # Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
 _IMMEDIATE = "aggregator_begin_immediate"
@@ -83,6 +124,9 @@ class SqlStorage:
         self._engine = engine
         self._closed = False
         self._local = threading.local()
+        key = engine.url.render_as_string(hide_password=False)
+        self._matching = _process_lock(_matching_locks, key, threading.RLock)
+        self._publishing = _process_lock(_publish_locks, key, threading.Lock)
 
     @property
     def engine(self) -> Engine:
@@ -104,16 +148,13 @@ class SqlStorage:
     def _tx(self, action: str, *, write: bool) -> Iterator[Connection]:
         """A connection inside a transaction, committed on success, rolled back on error.
 
-        Inside ``matching_lock`` on PostgreSQL the lock's transaction is joined: reads run in
-        it and each write runs in a savepoint, so a failed write undoes only itself.
+        Inside ``matching_lock`` on PostgreSQL the lock's transaction is joined, each call in a
+        savepoint, so a failed call undoes only itself and leaves the transaction usable.
         """
         with translate_errors(action):
             ambient = self._ambient()
             if ambient is not None:
-                if write:
-                    with ambient.begin_nested():
-                        yield ambient
-                else:
+                with ambient.begin_nested():
                     yield ambient
                 return
             with self._engine.connect() as conn:
@@ -209,3 +250,71 @@ class SqlStorage:
         """Every manual correction, oldest first, for the matcher to respect."""
         with self._tx("corrections", write=False) as conn:
             return queries.list_corrections(conn)
+
+    # -- several workers --------------------------------------------------------------------
+
+    def claim_due_feeds(
+        self, worker: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[FeedState]:
+        """Lease up to ``limit`` due feeds to ``worker`` until ``now + lease``, due order.
+
+        A feed is returned to one claimer only, until ``store_refresh`` records its poll
+        (which releases the claim and moves ``next_due``) or the lease expires.
+        """
+        with self._tx("claim_due_feeds", write=True) as conn:
+            return writes.claim_due_feeds(conn, worker, now, lease, limit)
+
+    @contextmanager
+    def matching_lock(self) -> Iterator[None]:
+        """Hold the database-wide matching lock for the block (see the module docstring)."""
+        if self.dialect != "postgresql":
+            with self._matching:
+                yield
+            return
+        if self._ambient() is not None:  # re-entered from the same thread: already held
+            yield
+            return
+        with translate_errors("matching_lock"):
+            conn = self._engine.connect()
+            try:
+                trans = conn.begin()
+                conn.execute(select(func.pg_advisory_xact_lock(MATCHING_LOCK_KEY)))
+            except BaseException:
+                conn.close()
+                raise
+        self._local.conn = conn
+        try:
+            yield
+            with translate_errors("matching_lock commit"):
+                trans.commit()
+        finally:
+            self._local.conn = None
+            conn.close()  # rolls back when the block raised; the lock goes with the transaction
+
+    @contextmanager
+    def publish_lock(self) -> Iterator[bool]:
+        """Yield True when this worker holds the publishing lock, False when another does.
+
+        Never waits: a worker that gets False skips publishing this round.
+        """
+        if self.dialect != "postgresql":
+            acquired = self._publishing.acquire(blocking=False)
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    self._publishing.release()
+            return
+        with translate_errors("publish_lock"):
+            conn = self._engine.connect()
+            try:
+                conn.begin()
+                got = conn.execute(select(func.pg_try_advisory_xact_lock(PUBLISH_LOCK_KEY)))
+                acquired = bool(got.scalar_one())
+            except BaseException:
+                conn.close()
+                raise
+        try:
+            yield acquired
+        finally:
+            conn.close()  # ends the transaction, releasing the lock

@@ -8,15 +8,22 @@ Upserts use the backend's ``INSERT ... ON CONFLICT``, which SQLite and PostgreSQ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, select, update
+from sqlalchemy import Connection, and_, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aggregator.storage.queries import chunks, merge_targets, story_links
+from aggregator.storage.queries import chunks, feed_state, merge_targets, story_links
 from aggregator.storage.schema import corrections, entries, feeds, stories, story_entries
-from aggregator.types import Assignment, Entry, FeedRefresh, FeedSpec, FeedStateUpdate
+from aggregator.types import (
+    Assignment,
+    Entry,
+    FeedRefresh,
+    FeedSpec,
+    FeedState,
+    FeedStateUpdate,
+)
 
 
 def upsert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -68,6 +75,9 @@ def _state_values(state: FeedStateUpdate) -> dict[str, Any]:
         "next_due": state.next_due,
         "status": state.status,
         "error": state.error,
+        # The poll is done: whoever claimed the feed releases it.
+        "claimed_by": None,
+        "claim_expires": None,
     }
     if state.title is not None:  # a 304 or a failed poll says nothing about the title
         values["title"] = state.title
@@ -199,6 +209,43 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
 
     touched = sorted(set(linked.values()) | set(target.values()))
     touch_stories(conn, touched, when)
+
+
+def claim_due_feeds(
+    conn: Connection, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[FeedState]:
+    """Claim up to ``limit`` due, unclaimed (or lease-expired) active feeds for ``worker``.
+
+    PostgreSQL locks the candidate rows with ``FOR UPDATE SKIP LOCKED``, so concurrent
+    claimers pass over each other's rows instead of waiting, and re-checks the condition on a
+    row another claimer just committed. SQLite runs the same single ``UPDATE`` under the
+    database write lock (``BEGIN IMMEDIATE``), which serialises claimers.
+    """
+    if limit <= 0:
+        return []
+    claimable = and_(
+        feeds.c.active.is_(True),
+        feeds.c.next_due.is_(None) | (feeds.c.next_due <= now),
+        feeds.c.claim_expires.is_(None) | (feeds.c.claim_expires <= now),
+    )
+    candidates = (
+        select(feeds.c.url)
+        .where(claimable)
+        .order_by(feeds.c.next_due.asc().nulls_first(), feeds.c.url)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    stmt = (
+        update(feeds)
+        .where(feeds.c.url.in_(candidates.scalar_subquery()))
+        .where(claimable)
+        .values(claimed_by=worker, claim_expires=now + lease)
+        .returning(*feeds.c)
+    )
+    claimed = [feed_state(row) for row in conn.execute(stmt).mappings()]
+    # RETURNING gives no order: restore the due order (never polled first).
+    return sorted(claimed, key=lambda f: (f.next_due is not None, f.next_due or now, f.url))
 
 
 def touch_stories(conn: Connection, story_ids: Sequence[str], when: datetime) -> None:
