@@ -16,13 +16,15 @@ apps in one process, or two tests, never share or double-register counters.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from aggregator.update import RefreshResult
 
 __all__ = ["CONTENT_TYPE", "POLL_DURATION_BUCKETS", "Metrics", "poll_result_label"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus version scrapes; our metric and label names are all
+# plain ASCII, so the body is the same as in the newer 1.0.0 format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # A 304 or an unchanged body takes tens of milliseconds; a full fetch and parse of a large feed
 # about a second; the fetch deadline (60 s by default) bounds the slowest, so the buckets span
@@ -99,5 +101,5 @@ class Metrics:
         self.stories.set(stories)
 
     def exposition(self) -> bytes:
-        """Every metric in the Prometheus text exposition format (version 0.0.4)."""
+        """Every metric in the Prometheus text exposition format."""
         return generate_latest(self.registry)
