@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
+from urllib.parse import urljoin
 
 import httpx
 
@@ -157,9 +158,10 @@ class Fetcher:
         self._slots = asyncio.Semaphore(self._concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._client: httpx.AsyncClient | None = None
+        self._transport: GuardedTransport | None = None
 
     async def __aenter__(self) -> Fetcher:
-        transport = GuardedTransport(
+        transport = self._transport = GuardedTransport(
             self.allow_networks,
             max_connections=self._concurrency,
             keepalive_expiry=KEEPALIVE_SECONDS,
@@ -186,8 +188,9 @@ class Fetcher:
         tb: TracebackType | None,
     ) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.aclose()  # closes the transport and its connections too
             self._client = None
+            self._transport = None
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         try:
@@ -207,14 +210,14 @@ class Fetcher:
         The deadline starts once this fetch holds its slots, so time spent queued behind other
         feeds does not count against it.
         """
-        if self._client is None:
+        if self._client is None or self._transport is None:
             raise RuntimeError("Fetcher must be used as 'async with Fetcher(...) as fetcher'")
-        client = self._client
+        client, transport = self._client, self._transport
         async with self._slots, self._host_slot(url):
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self.deadline):
-                    return await self._fetch(client, url, etag, last_modified, started)
+                    return await self._fetch(client, transport, url, etag, last_modified, started)
             except TimeoutError as exc:
                 message = f"no response within {human_seconds(self.deadline)} deadline"
                 raise DeadlineExceeded(url, message) from exc
@@ -222,6 +225,7 @@ class Fetcher:
     async def _fetch(
         self,
         client: httpx.AsyncClient,
+        transport: GuardedTransport,
         url: str,
         etag: str | None,
         last_modified: str | None,
@@ -237,8 +241,11 @@ class Fetcher:
         hops: list[int] = []
         while True:
             try:
+                # The client builds the request (default headers, timeouts); the transport sends
+                # it, because the client's send() pre-builds the next redirect request and fails
+                # on a malformed Location before we could judge it ourselves.
                 request = client.build_request("GET", current, headers=conditional)
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
             except AddressRefused as exc:
                 raise ForbiddenAddress(url, str(exc)) from exc
             except ResolutionFailed as exc:
@@ -289,11 +296,9 @@ class Fetcher:
         hops.append(response.status_code)
         if len(hops) > self.max_redirects:
             raise RedirectError(url, f"too many redirects (more than {self.max_redirects})")
-        try:
-            target = current.join(location)
-        except httpx.InvalidURL as exc:
-            raise RedirectError(url, f"redirect to an invalid URL {location!r}") from exc
-        target = _checked_url(url, str(target), "redirect target", error=RedirectError)
+        target = _checked_url(
+            url, urljoin(str(current), location), "redirect target", error=RedirectError
+        )
         if str(target) in visited:
             raise RedirectError(url, f"redirect loop: {target} was already visited")
         visited.add(str(target))
