@@ -18,13 +18,13 @@ from aggregator.match.text import Features
 
 # Posting lists longer than this (stories holding the term) are skipped when looking for
 # candidates: such a term ("stocks", "google") is shared by too many stories to narrow anything
-# down, and scanning it would make the cost per entry grow with the window. 400 keeps the
-# per-entry cost flat from 10k to 1M stories (benchmarks/match_scaling.py) and never binds on
-# the UCI head replay, where no term is held by more than 87 stories.
+# down, and scanning it would make the cost per entry grow with the window. With 400, the
+# per-entry cost at 100k stories is 1.6x that at 10k (benchmarks/match_scaling.py).
 POSTING_CAP = 400
 
-# How many of the best index hits are scored in full. On the UCI head replay the story finally
-# chosen ranked within the first 5 index hits for 99%+ of joins; 12 leaves a margin.
+# How many of the best index hits (by shared IDF weight) are scored in full: bounds the cost of
+# the rapidfuzz and centroid signals per entry. Not yet tuned; a reasoned margin over the few
+# stories that share an entry's rare terms.
 MAX_CANDIDATES = 12
 
 # Members whose titles are kept for the fuzzy comparison: the first few define the story, the
