@@ -117,7 +117,7 @@ def decode_document(content: bytes, headers: Mapping[str, str]) -> tuple[str, st
             continue
         warning = None if name == declared[0] else f"declared encoding {declared[0]} is wrong"
         return text, warning
-    label = declared[0] if declared else "no encoding"
+    label = f"declared encoding {declared[0]}" if declared else "no declared encoding"
     warning = f"{label} does not decode the bytes; read as {_FALLBACK_ENCODING}"
     return content.decode(_FALLBACK_ENCODING, errors="replace"), warning
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from aggregator.exceptions import ParseError
-from aggregator.parse import parse_feed
+from aggregator.normalise import normalise_entry
+from aggregator.parse import neutralise_dtd, parse_feed
 from aggregator.types import ParsedEntry
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
@@ -152,3 +154,154 @@ def test_relative_permalink_guid_resolves_against_the_document() -> None:
     )
     feed = parse_feed(doc, XML, "https://chips.example/feeds/rss")
     assert feed.entries[0].id == "https://chips.example/feeds/cod"
+
+
+# --- Defences -------------------------------------------------------------------------------
+
+
+def entity_bomb(entity_size: int, references: int) -> bytes:
+    """A 10 KB entity referenced 10,000 times would expand to 100 MB."""
+    return (
+        b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n'
+        b'  <!ENTITY big "' + b"A" * entity_size + b'">\n'
+        b'  <!ENTITY xxe SYSTEM "file:///etc/passwd">\n'
+        b"]>\n"
+        b'<rss version="2.0"><channel><title>Bomb ' + b"&big;" * references + b"</title>"
+        b"<item><title>Leak &xxe;</title><guid>1</guid></item>"
+        b"</channel></rss>"
+    )
+
+
+async def test_entity_expansion_is_neutralised() -> None:
+    from ipaddress import ip_network
+
+    from servers import LoopbackServer, Reply
+
+    from aggregator.fetch import Fetcher
+
+    with LoopbackServer() as server:
+        server.route("/bomb.xml", Reply(body=entity_bomb(10_000, 10_000)))
+        async with Fetcher(allow_networks=[ip_network("127.0.0.0/8")]) as fetcher:
+            result = await fetcher.fetch(server.url("/bomb.xml"))
+    assert result.content is not None
+    start = time.monotonic()
+    feed = parse_feed(result.content, result.headers, result.final_url)
+    assert time.monotonic() - start < 1.0
+    assert feed.title == "Bomb"
+    assert [e.title for e in feed.entries] == ["Leak"]
+
+
+def test_neutralise_dtd_keeps_the_public_doctype() -> None:
+    doc = b'<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "x.dtd" [<!ENTITY a "]>">]><rss/>'
+    assert (
+        neutralise_dtd(doc)
+        == b'<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "x.dtd"><rss/>'
+    )
+
+
+def rss_item_title(title: bytes, declared: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="' + declared + b'"?>'
+        b'<rss version="2.0"><channel><title>T</title><item><title>' + title + b"</title>"
+        b"<guid>x</guid></item></channel></rss>"
+    )
+
+
+ENCODING_CASES = {
+    "latin-1 bytes, utf-8 in header and declaration": (
+        rss_item_title("Café".encode("latin-1"), b"utf-8"),
+        "application/rss+xml; charset=utf-8",
+    ),
+    "utf-8 bytes, latin-1 in header and declaration": (
+        rss_item_title("Café".encode(), b"iso-8859-1"),
+        "application/rss+xml; charset=iso-8859-1",
+    ),
+    "latin-1 bytes, utf-8 header, latin-1 declaration": (
+        rss_item_title("Café".encode("latin-1"), b"iso-8859-1"),
+        "text/xml; charset=utf-8",
+    ),
+}
+
+
+@pytest.mark.parametrize(("document", "content_type"), ENCODING_CASES.values(), ids=ENCODING_CASES)
+def test_wrong_declared_encoding(document: bytes, content_type: str) -> None:
+    feed = parse_feed(document, {"content-type": content_type}, "https://e.example/rss")
+    assert feed.entries[0].title == "Café"
+    assert feed.warning is not None and "encoding" in feed.warning
+
+
+def test_correct_encoding_has_no_warning() -> None:
+    document = rss_item_title("Café".encode("latin-1"), b"iso-8859-1")
+    feed = parse_feed(document, {"content-type": "application/xml"}, "https://e.example/rss")
+    assert (feed.entries[0].title, feed.warning) == ("Café", None)
+
+
+def test_utf16_with_bom() -> None:
+    document = rss_item_title("Café".encode(), b"utf-16").decode().encode("utf-16")
+    feed = parse_feed(document, XML, "https://e.example/rss")
+    assert feed.entries[0].title == "Café"
+
+
+def test_duplicate_guids_keep_the_first() -> None:
+    doc = (
+        b'<rss version="2.0"><channel><title>T</title>'
+        b'<item><guid isPermaLink="false">same</guid><title>First</title></item>'
+        b'<item><guid isPermaLink="false">other</guid><title>Other</title></item>'
+        b'<item><guid isPermaLink="false">same</guid><title>Second</title></item>'
+        b"</channel></rss>"
+    )
+    feed = parse_feed(doc, XML, "https://e.example/rss")
+    assert [(e.id, e.title) for e in feed.entries] == [("same", "First"), ("other", "Other")]
+
+
+def test_entries_without_id_link_or_date_get_distinct_stable_ids() -> None:
+    doc = (
+        b'<rss version="2.0"><channel><title>T</title>'
+        b"<item><title>One</title></item><item><title>Two</title></item>"
+        b"<item><description>Only a body</description></item>"
+        b"</channel></rss>"
+    )
+    feed = parse_feed(doc, XML, "https://e.example/rss")
+    ids = [e.id for e in feed.entries]
+    assert len(set(ids)) == 3
+    assert all(i.startswith("sha256:") for i in ids)
+    assert [e.published for e in feed.entries] == [None, None, None]
+    assert ids == [e.id for e in parse_feed(doc, XML, "https://e.example/rss").entries]
+
+
+@pytest.mark.parametrize(
+    "date", [b"yesterday-ish", b"Mon, 99 Foo 2024 99:99:99 XYZ", b"", b"0000-00-00T00:00:00Z"]
+)
+def test_unparseable_dates_are_absent(date: bytes) -> None:
+    doc = (
+        b'<rss version="2.0"><channel><title>T</title><item><guid>g</guid>'
+        b"<pubDate>" + date + b"</pubDate></item></channel></rss>"
+    )
+    assert parse_feed(doc, XML, "https://e.example/rss").entries[0].published is None
+
+
+def test_far_future_date_is_parsed_then_clamped_by_normalise() -> None:
+    doc = (
+        b'<rss version="2.0"><channel><title>T</title><item><guid>g</guid></item>'
+        b"<item><guid>h</guid><pubDate>Thu, 31 Dec 2099 00:00:00 GMT</pubDate></item>"
+        b"</channel></rss>"
+    )
+    entries = parse_feed(doc, XML, "https://e.example/rss").entries
+    assert entries[1].published == datetime(2099, 12, 31, tzinfo=UTC)
+    now = datetime(2024, 4, 12, tzinfo=UTC)
+    assert normalise_entry(entries[1], "https://e.example/rss", now).published == now
+
+
+def test_script_injection_does_not_survive_parse_and_normalise() -> None:
+    doc = (FIXTURES / "hostile.xml").read_bytes()
+    feed = parse_feed(doc, XML, "https://hostile.example/rss")
+    now = datetime(2024, 4, 12, tzinfo=UTC)
+    entries = [normalise_entry(e, "https://hostile.example/rss", now) for e in feed.entries]
+    assert len(entries) == 4
+    for entry in entries:
+        for text in (entry.title, entry.summary, entry.author or ""):
+            assert "<" not in text and ">" not in text, text
+            assert "alert" not in text, text
+        assert entry.link is None or entry.link.startswith(("http://", "https://"))
+    assert [e.title for e in entries] == ["Breaking", "Weather", "Sport", "Markets"]
+    assert [e.link for e in entries] == [None, None, None, "https://hostile.example/markets"]
