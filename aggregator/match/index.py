@@ -19,7 +19,8 @@ from aggregator.match.text import Features
 # Posting lists longer than this (stories holding the term) are skipped when looking for
 # candidates: such a term ("stocks", "google") is shared by too many stories to narrow anything
 # down, and scanning it would make the cost per entry grow with the window. With 400, the
-# per-entry cost at 100k stories is 1.6x that at 10k (benchmarks/match_scaling.py).
+# per-entry cost at 100k stories was 1.15x, 1.61x and 2.39x that at 10k in three runs of
+# benchmarks/match_scaling.py on a shared, loaded 2-core machine (noisy; not yet settled).
 POSTING_CAP = 400
 
 # How many of the best index hits (by shared IDF weight) are scored in full: bounds the cost of
