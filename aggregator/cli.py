@@ -49,7 +49,8 @@ class _State:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(message, markup=False, highlight=False)
+    # Plain text, never re-wrapped: error lines must stay greppable (file:line: key: problem).
+    typer.echo(message, err=True)
     raise typer.Exit(code)
 
 

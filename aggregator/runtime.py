@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
@@ -39,9 +38,9 @@ class Runtime:
     updater: Updater
     clock: Clock
 
-    def publish(self, now: datetime | None = None) -> None:
+    def publish(self) -> None:
         s = self.config.settings
-        paths = publish(self.storage, s.output, s.max_stories, now or self.clock())
+        paths = publish(self.storage, s.output, s.max_stories)
         log.debug("published %s", ", ".join(str(p) for p in paths))
 
 

@@ -53,7 +53,6 @@ class Service:
             seconds=TICK.total_seconds(),
             max_instances=1,
             coalesce=True,
-            next_run_time=None,
         )
         scheduler.start()
         log.info(

@@ -257,10 +257,14 @@ def build_matcher(storage: Storage, window: timedelta, now: datetime) -> Matcher
     return matcher
 
 
-def publish(storage: Storage, output: Path, max_stories: int, now: datetime) -> list[Path]:
-    """Write the merged Atom, RSS and JSON Feed files for the newest stories."""
+def publish(storage: Storage, output: Path, max_stories: int) -> list[Path]:
+    """Write the merged Atom, RSS and JSON Feed files for the newest stories.
+
+    The feeds' own updated time is that of their newest story, so an unchanged set of stories
+    gives byte-identical files that are not rewritten (stable mtime and ETag for readers).
+    """
     stories = storage.recent_stories(max_stories)
-    return write_outputs(stories, output, FeedMeta(updated=now))
+    return write_outputs(stories, output, FeedMeta())
 
 
 def summarise(results: Sequence[RefreshResult]) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from aggregator.types import FeedRefresh, FeedSpec, FeedState, Story, StoredEntry
+from aggregator.types import FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 
 class Storage(Protocol):

@@ -1,0 +1,166 @@
+"""The command line, run as a real subprocess the way users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import LoopbackServer, Reply
+
+from aggregator.demo import DEMO_FEEDS, _feed_bytes
+
+# A generous bound for a subprocess to start, poll loopback feeds and publish on a busy machine.
+SERVICE_START_SECONDS = 30
+
+
+def aggregator(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def demo_server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as srv:
+        for name in DEMO_FEEDS:
+            srv.route(f"/{name}.xml", Reply(body=_feed_bytes(name), etag=f'"{name}"'))
+        yield srv
+
+
+def write_config(folder: Path, urls: list[str]) -> Path:
+    feeds = "\n".join(f"  - url: {u}" for u in urls)
+    path = folder / "feeds.yml"
+    path.write_text(f"settings:\n  allow_networks: ['127.0.0.0/8']\nfeeds:\n{feeds}\n")
+    return path
+
+
+def test_wrong_feeds_yml_exits_2_with_the_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "feeds.yml").write_text(
+        "settings:\n  interval: 15m\nfeeds:\n  - url: https://a.example/rss\n"
+        "    interval: 5 minutes\n"
+    )
+    result = aggregator("check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        "feeds.yml:5: feeds[0].interval: '5 minutes' is not a duration like 15m or 1h"
+        in result.stderr
+    )
+
+
+def test_check_accepts_the_shipped_feeds_yml() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    result = aggregator("--config", str(repo / "feeds.yml"), "check", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    bad = tmp_path / "elsewhere.yml"
+    bad.write_text("feeds:\n  - url: ftp://x.example/\n")
+    result = aggregator("check", cwd=tmp_path, env={"AGGREGATOR_CONFIG": str(bad)})
+    assert result.returncode == 2
+    assert "elsewhere.yml:2: feeds[0].url" in result.stderr
+
+
+def test_demo_prints_the_merged_ankara_story_citing_every_outlet(tmp_path: Path) -> None:
+    result = aggregator("demo", cwd=tmp_path, env={"COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("\n\n")
+    ankara = [b for b in block if "Ankara" in b and "5 source(s)" in b]
+    assert len(ankara) == 1, result.stdout
+    for outlet in ("TASS", "Reuters", "AFP", "Associated Press", "Radio Free Europe"):
+        assert outlet in ankara[0]
+    # The phone call three days earlier is a different event.
+    assert "phone call" not in ankara[0]
+
+
+def test_poll_stories_story_and_feeds(demo_server: LoopbackServer, tmp_path: Path) -> None:
+    urls = [demo_server.url(f"/{n}.xml") for n in DEMO_FEEDS]
+    write_config(tmp_path, urls)
+    polled = aggregator("poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    assert "5 feeds polled" in polled.stdout
+    for name in ("merged.atom", "merged.rss", "merged.json"):
+        assert (tmp_path / "storage" / name).stat().st_size > 0
+
+    listed = aggregator("stories", "--json", "--limit", "50", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    stories = [json.loads(line) for line in listed.stdout.splitlines()]
+    biggest = max(stories, key=lambda s: len(s["sources"]))
+    assert len(biggest["sources"]) == 5
+
+    shown = aggregator("story", biggest["id"], cwd=tmp_path, env={"COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("score ") == 5
+    missing = aggregator("story", "nope", cwd=tmp_path)
+    assert missing.returncode == 2 and "no story with id 'nope'" in missing.stderr
+
+    health = aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"})
+    assert health.returncode == 0, health.stderr
+    assert health.stdout.count("200") >= 5
+
+
+def test_inspect_prints_json_lines_and_errors(demo_server: LoopbackServer, tmp_path: Path) -> None:
+    write_config(tmp_path, [])
+    sample = tmp_path / "sample.xml"
+    sample.write_bytes(_feed_bytes("tass"))
+    result = aggregator(
+        "inspect",
+        demo_server.url("/ap.xml"),
+        str(sample),
+        demo_server.url("/missing"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sum(1 for x in lines if x.get("feed") == demo_server.url("/ap.xml")) == 2
+    assert sum(1 for x in lines if x.get("feed") == str(sample)) == 3
+    (error,) = [x for x in lines if "error" in x]
+    assert error["feed"] == demo_server.url("/missing") and "404" in error["error"]
+    assert all(x["published"].endswith("+00:00") for x in lines if "error" not in x)
+
+
+def test_run_serves_until_sigterm_and_records_fetch_errors(
+    demo_server: LoopbackServer, tmp_path: Path
+) -> None:
+    unreachable = "http://127.0.0.1:9/feed.xml"
+    write_config(tmp_path, [demo_server.url("/tass.xml"), unreachable])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + SERVICE_START_SECONDS
+        output = tmp_path / "storage" / "merged.json"
+        while time.monotonic() < deadline:
+            if output.exists() and json.loads(output.read_text())["items"]:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the service published nothing")
+        time.sleep(1.0)
+        assert proc.poll() is None  # the unreachable feed did not stop it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "service stopped" in err
+    assert "127.0.0.1:9" in err and "error=" in err
+    status = aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"})
+    assert "refused" in status.stdout.lower()
