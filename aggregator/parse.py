@@ -194,14 +194,16 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
     """
     if not content.strip():
         raise ParseError(url, "empty document")
-    text, encoding_warning = decode_document(neutralise_dtd(content), headers)
+    # Decode first so the DTD is found whatever the encoding (a UTF-16 bomb included).
+    text, encoding_warning = decode_document(content, headers)
+    document = neutralise_dtd(text.encode("utf-8"))
     response_headers = {k.lower(): v for k, v in headers.items()}
     response_headers["content-type"] = "application/xml; charset=utf-8"
     response_headers["content-location"] = url
     response_headers.pop("content-encoding", None)
     try:
         result = feedparser.parse(
-            io.BytesIO(text.encode("utf-8")),
+            io.BytesIO(document),
             response_headers=response_headers,
             resolve_relative_uris=True,
             sanitize_html=True,

@@ -454,3 +454,9 @@ def test_gzip_with_several_members_and_raw_deflate() -> None:
     decoder = BoundedDecoder("deflate", MIB)
     decoder.feed(raw.compress(FEED) + raw.flush())
     assert decoder.result() == FEED
+
+
+@pytest.mark.parametrize("option", ["timeout", "deadline", "max_bytes", "concurrency", "per_host"])
+def test_non_positive_limits_are_rejected(option: str) -> None:
+    with pytest.raises(ValueError, match=option):
+        make_fetcher(**{option: 0})

@@ -191,6 +191,14 @@ async def test_entity_expansion_is_neutralised() -> None:
     assert [e.title for e in feed.entries] == ["Leak"]
 
 
+def test_entity_expansion_in_utf16_is_neutralised() -> None:
+    document = entity_bomb(10_000, 10_000).decode().encode("utf-16")
+    start = time.monotonic()
+    feed = parse_feed(document, XML, "https://e.example/rss")
+    assert time.monotonic() - start < 1.0
+    assert feed.title == "Bomb"
+
+
 def test_neutralise_dtd_keeps_the_public_doctype() -> None:
     doc = b'<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "x.dtd" [<!ENTITY a "]>">]><rss/>'
     assert (
