@@ -256,6 +256,10 @@ async def test_atom_feed_is_valid_and_cites_every_source(client: httpx.AsyncClie
     schema = _atom_schema()
     assert schema.validate(doc), schema.error_log
     assert _schematron_failures(doc) == []
+    self_link = doc.find("{http://www.w3.org/2005/Atom}link[@rel='self']").get("href")
+    assert self_link.startswith("http://testserver/")
+    again = await client.get(self_link.removeprefix("http://testserver"))
+    assert again.status_code == 200 and again.content == response.content
     parsed = feedparser.parse(response.content)
     assert [e.title for e in parsed.entries] == [
         "Quake hits coast",

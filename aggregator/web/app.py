@@ -5,6 +5,7 @@
     /                 latest merged stories (filters: ?tag= ?min_sources= ?limit=)
     /stories/{id}     one story, every source and why it joined
     /feed.atom .rss .json   merged feeds, same filters, ETag/Last-Modified with 304s
+                      (also at /merged.atom .rss .json, the names their self links use)
     /feeds            each configured feed's health
     /healthz          200 {"status": "ok", ...} or 503 when the database is unreachable
     /metrics          Prometheus text format
@@ -30,7 +31,16 @@ from starlette.routing import Route
 
 from aggregator.config import Settings
 from aggregator.exceptions import StorageError
-from aggregator.publish import DEFAULT_TITLE, FeedMeta, render_atom, render_json_feed, render_rss
+from aggregator.publish import (
+    ATOM_FILENAME,
+    DEFAULT_TITLE,
+    JSON_FILENAME,
+    RSS_FILENAME,
+    FeedMeta,
+    render_atom,
+    render_json_feed,
+    render_rss,
+)
 from aggregator.storage.base import Storage
 from aggregator.types import FeedState, Story
 from aggregator.web import pages
@@ -49,9 +59,10 @@ FEED_FORMATS: dict[str, tuple[Renderer, str]] = {
     "rss": (render_rss, "application/rss+xml; charset=utf-8"),
     "json": (render_json_feed, "application/feed+json; charset=utf-8"),
 }
+FEED_FILENAMES = {"atom": ATOM_FILENAME, "rss": RSS_FILENAME, "json": JSON_FILENAME}
 # Feed readers must revalidate every time; a 304 costs one query and a hash.
 FEED_CACHE_CONTROL = "no-cache"
-_PLAIN_ERROR_PREFIXES = ("/feed.", "/healthz", "/metrics")
+_PLAIN_ERROR_PREFIXES = ("/feed.", "/merged.", "/healthz", "/metrics")
 
 
 def _utcnow() -> datetime:
@@ -214,6 +225,12 @@ def create_app(
             *(
                 Route(f"/feed.{fmt}", web.feed_endpoint(fmt), methods=["GET"], name=f"feed_{fmt}")
                 for fmt in FEED_FORMATS
+            ),
+            # The renderers' self links name the published files (merged.atom...); serve the
+            # same documents there so a feed's self link always resolves.
+            *(
+                Route(f"/{filename}", web.feed_endpoint(fmt), methods=["GET"])
+                for fmt, filename in FEED_FILENAMES.items()
             ),
             Route("/feeds", web.feeds, methods=["GET"], name="feeds"),
             Route("/healthz", web.healthz, methods=["GET"], name="healthz"),
