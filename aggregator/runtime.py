@@ -11,7 +11,7 @@ from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.storage import open_storage
 from aggregator.storage.base import Storage
-from aggregator.update import Clock, Updater, build_matcher, publish, utcnow
+from aggregator.update import Clock, PollPolicy, Updater, publish, utcnow
 
 log = logging.getLogger("aggregator")
 
@@ -49,12 +49,13 @@ async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterato
     """Open storage (applying migrations), sync the configured feeds and load the match index."""
     storage = open_storage(config.settings.storage_url)
     try:
-        now = clock()
-        storage.sync_feeds(config.feeds, now)
-        window = config.settings.match_window
-        matcher = build_matcher(storage, window, now)
+        s = config.settings
+        storage.sync_feeds(config.feeds, clock())
+        policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         async with make_fetcher(config) as fetcher:
-            updater = Updater(storage, fetcher, matcher, match_window=window, clock=clock)
+            updater = Updater(
+                storage, fetcher, match_window=s.match_window, policy=policy, clock=clock
+            )
             yield Runtime(config, storage, updater, clock)
     finally:
         storage.close()

@@ -7,6 +7,7 @@ tested exactly.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 # Spread the polls of feeds that share an interval, so a hundred feeds configured at 15m do not
@@ -46,3 +47,41 @@ def next_poll(
     if not_before is not None:
         due = max(due, min(not_before, now + MAX_SERVER_HINT))
     return due
+
+
+# Adaptive polling looks at the newest entries of the feed document to estimate how often the
+# outlet posts. Ten gaps smooth out a burst without lagging a change of pace by days.
+RATE_SAMPLE = 10
+
+# The adapted interval stays within this factor of the configured one (and within the
+# min/max bounds of feeds.yml): a burst cannot make us hammer a server, nor a quiet week make
+# us miss the next story by a day when the user asked for 15 minutes.
+ADAPT_FACTOR = 4
+
+
+def adaptive_interval(
+    published: Sequence[datetime],
+    now: datetime,
+    configured: timedelta,
+    lower: timedelta,
+    upper: timedelta,
+) -> timedelta | None:
+    """Poll about once per new entry: the mean gap between the newest entries, counting the
+    silence since the last one, bounded by ``configured / ADAPT_FACTOR .. configured *
+    ADAPT_FACTOR`` and by ``lower .. upper``. None when the feed dates too few entries.
+    """
+    recent = sorted(p for p in published if p <= now)[-RATE_SAMPLE:]
+    if len(recent) < 2:
+        return None
+    mean_gap = (now - recent[0]) / len(recent)
+    low = max(lower, configured / ADAPT_FACTOR)
+    high = min(upper, configured * ADAPT_FACTOR)
+    if low > high:  # configured outside the bounds cannot happen after validation; be safe
+        return configured
+    return min(max(mean_gap, low), high)
+
+
+def server_floor(*hints: datetime | None) -> datetime | None:
+    """The latest of the server's hints (cache lifetime, RSS ttl, Retry-After), or None."""
+    present = [h for h in hints if h is not None]
+    return max(present) if present else None

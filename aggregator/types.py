@@ -124,7 +124,11 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class FeedStateUpdate:
-    """The new per-feed state written at the end of one refresh."""
+    """The new per-feed state written at the end of one refresh.
+
+    ``gone`` marks a feed the server answered 410 Gone: it is no longer polled.
+    ``poll_interval`` is the interval adapted to the feed's posting rate (None: keep).
+    """
 
     last_polled: datetime
     next_due: datetime
@@ -135,6 +139,8 @@ class FeedStateUpdate:
     body_hash: str | None = None
     title: str | None = None
     moved_to: str | None = None
+    gone: bool = False
+    poll_interval: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +155,11 @@ class FeedRefresh:
 
 @dataclass(frozen=True, slots=True)
 class FeedState:
-    """A feed as stored: its configuration and its polling state."""
+    """A feed as stored: its configuration and its polling state.
+
+    ``interval`` is the configured one; ``poll_interval`` the one adapted to how often the feed
+    posts (None until observed); ``moved_to`` the URL of a permanent redirect, polled instead.
+    """
 
     url: str
     name: str | None
@@ -167,10 +177,16 @@ class FeedState:
     error: str | None = None
     failures: int = 0
     moved_to: str | None = None
+    gone: bool = False
+    poll_interval: timedelta | None = None
 
     @property
     def display_name(self) -> str:
         return self.name or self.title or self.url
+
+    @property
+    def effective_interval(self) -> timedelta:
+        return self.poll_interval or self.interval
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,15 @@ A feed's failure is that feed's result: it is recorded in storage (status, error
 consecutive failures, backed-off next poll), logged, and never stops the other feeds.
 A 304, or a 200 whose body is byte-identical to the last one, is neither parsed nor matched:
 only the feed's poll time and next due time are written.
+
+Politeness lives in the next due time (``schedule``): the interval adapted to the feed's
+posting rate, jitter, exponential back-off after failures, and the server's own hints
+(Retry-After, Cache-Control/Expires, RSS ``<ttl>``) as a floor. A 301/308 moves the feed
+(later polls go to the new URL); a 410 marks it gone and it is no longer polled.
+
+Several workers may share one PostgreSQL database: match-and-store then runs under the
+database-wide matching lock, after catching the in-memory index up with what other workers
+stored (``Storage.entries_after``), so two workers never open two stories for one event.
 """
 
 from __future__ import annotations
@@ -23,14 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aggregator.decide import decide_changes
+from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
-from aggregator.fetch import Fetcher
+from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match import Matcher
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
 from aggregator.publish import FeedMeta, write_outputs
-from aggregator.schedule import next_poll
+from aggregator.schedule import adaptive_interval, next_poll, server_floor
 from aggregator.storage.base import Storage
 from aggregator.types import (
     Assignment,
@@ -46,6 +55,10 @@ log = logging.getLogger("aggregator.update")
 
 Clock = Callable[[], datetime]
 
+# Larger than any store sequence number: asking for entries after it returns none, only the
+# newest sequence number.
+_NEWEST_ONLY = 2**62
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -53,7 +66,7 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class RefreshResult:
-    """The outcome of refreshing one feed, for logs, progress bars and tests."""
+    """The outcome of refreshing one feed, for logs, progress bars, metrics and tests."""
 
     feed_url: str
     name: str
@@ -76,6 +89,14 @@ class RefreshResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """The bounds within which a feed's interval adapts to its posting rate."""
+
+    min_interval: timedelta = timedelta(minutes=5)
+    max_interval: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     feed: ParsedFeed
     entries: tuple[Entry, ...]
@@ -92,34 +113,52 @@ def _parse_and_normalise(result: FetchResult, feed_url: str, now: datetime) -> _
     return _Parsed(parsed, entries)
 
 
+def build_matcher(storage: Storage, window: timedelta, now: datetime) -> tuple[Matcher, int]:
+    """A matcher whose index holds the stories of the match window, read from storage, with
+    the manual corrections applied; and the store sequence number it is current with."""
+    # Read the sequence first: anything stored meanwhile is caught up later (and deduplicated).
+    _, seq = storage.entries_after(_NEWEST_ONLY)
+    matcher = Matcher(window=window)
+    for correction in storage.corrections():
+        if correction.kind == "merge":
+            matcher.merge(correction.target_story_id, correction.story_id)
+    for stored in storage.entries_since(now - window):
+        matcher.add_known(stored.entry, stored.story_id)
+    for correction in storage.corrections():
+        if correction.kind == "split" and correction.feed_url and correction.entry_id:
+            matcher.forbid((correction.feed_url, correction.entry_id), correction.story_id)
+    return matcher, seq
+
+
 class Updater:
     """Refreshes feeds into storage and keeps the matcher's index in step with it.
 
-    Matching and storing run one feed at a time (under ``_assign_lock``) so the in-memory index
-    and the database never disagree about which story an entry joined; fetching and parsing
-    run concurrently.
+    Fetching and parsing run concurrently. Matching and storing run one feed at a time, in a
+    worker thread (storage calls block), under ``_assign_lock`` and the storage's matching
+    lock, so the in-memory index and the database never disagree about which story an entry
+    joined.
     """
 
     def __init__(
         self,
         storage: Storage,
         fetcher: Fetcher,
-        matcher: Matcher,
         *,
         match_window: timedelta,
+        policy: PollPolicy | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.storage = storage
         self.fetcher = fetcher
-        self.matcher = matcher
         self.match_window = match_window
+        self.policy = policy or PollPolicy()
         self.clock = clock
+        self.matcher, self._seq = build_matcher(storage, match_window, clock())
         self._assign_lock = asyncio.Lock()
 
     async def refresh(self, feed: FeedState) -> RefreshResult:
         """Fetch, parse, match and store one feed. Never raises for a feed's own failure."""
         started = time.monotonic()
-        name = feed.display_name
         now = self.clock()
         try:
             result = await self.fetcher.fetch(
@@ -131,20 +170,10 @@ class Updater:
         if result.not_modified or (
             result.content is not None and body_hash(result.content) == feed.body_hash
         ):
-            state = FeedStateUpdate(
-                last_polled=now,
-                next_due=next_poll(now, feed.interval),
-                status=result.status,
-                error=None,
-                etag=result.etag or feed.etag,
-                last_modified=result.last_modified or feed.last_modified,
-                body_hash=feed.body_hash,
-                title=feed.title,
-                moved_to=result.permanent_redirect or feed.moved_to,
-            )
-            await self._store(FeedRefresh(feed.url, state))
+            state = self._success_state(feed, result, now, None)
+            await asyncio.to_thread(self.storage.store_refresh, FeedRefresh(feed.url, state))
             return RefreshResult(
-                feed.url, name, result.status, 0, 0, None, time.monotonic() - started, True
+                feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
             )
 
         try:
@@ -152,7 +181,53 @@ class Updater:
         except ParseError as exc:
             return await self._record_error(feed, exc, now, started, status=result.status)
 
+        state = self._success_state(feed, result, now, parsed)
         async with self._assign_lock:
+            changes = await asyncio.to_thread(self._match_and_store, feed, parsed, state)
+        return RefreshResult(
+            feed.url,
+            feed.display_name,
+            result.status,
+            len(changes.new),
+            len(changes.changed),
+            None,
+            _since(started),
+        )
+
+    def _success_state(
+        self, feed: FeedState, result: FetchResult, now: datetime, parsed: _Parsed | None
+    ) -> FeedStateUpdate:
+        interval = None
+        ttl_floor = None
+        if parsed is not None:
+            dated = [e.published for e in parsed.feed.entries if e.published is not None]
+            interval = adaptive_interval(
+                dated, now, feed.interval, self.policy.min_interval, self.policy.max_interval
+            )
+            if parsed.feed.ttl is not None:
+                ttl_floor = now + parsed.feed.ttl
+        hint = server_floor(cache_floor(result.headers, now), ttl_floor)
+        unchanged = parsed is None
+        return FeedStateUpdate(
+            last_polled=now,
+            next_due=next_poll(now, interval or feed.effective_interval, not_before=hint),
+            status=result.status,
+            error=None,
+            etag=result.etag or (feed.etag if unchanged else None),
+            last_modified=result.last_modified or (feed.last_modified if unchanged else None),
+            body_hash=feed.body_hash if unchanged else body_hash(result.content or b""),
+            title=None if parsed is None else parsed.feed.title,
+            moved_to=result.permanent_redirect or feed.moved_to,
+            poll_interval=interval,
+        )
+
+    def _match_and_store(
+        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
+    ) -> EntryChanges:
+        """Runs in a worker thread while ``_assign_lock`` is held."""
+        with self.storage.matching_lock():
+            if self.storage.dialect != "sqlite":
+                self._catch_up()
             known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
             changes = decide_changes(parsed.entries, known)
             assignments: list[tuple[Entry, Assignment]] = [
@@ -160,30 +235,28 @@ class Updater:
             ]
             for entry in changes.changed:
                 self.matcher.update_entry(entry)
-            state = FeedStateUpdate(
-                last_polled=now,
-                next_due=next_poll(now, feed.interval),
-                status=result.status,
-                error=None,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                body_hash=body_hash(result.content or b""),
-                title=parsed.feed.title,
-                moved_to=result.permanent_redirect or feed.moved_to,
-            )
-            await self._store(
-                FeedRefresh(feed.url, state, tuple(assignments), changes.changed),
-                matcher_touched=bool(assignments or changes.changed),
-            )
-        return RefreshResult(
-            feed.url,
-            name,
-            result.status,
-            len(changes.new),
-            len(changes.changed),
-            None,
-            time.monotonic() - started,
-        )
+            refresh = FeedRefresh(feed.url, state, tuple(assignments), changes.changed)
+            try:
+                self.storage.store_refresh(refresh)
+            except StorageError:
+                if assignments or changes.changed:
+                    # The index holds assignments the database refused; rebuild it from what
+                    # was really committed so the two cannot drift apart.
+                    log.warning("storage refused %s; rebuilding the match index", feed.url)
+                    self.matcher, self._seq = build_matcher(
+                        self.storage, self.match_window, self.clock()
+                    )
+                raise
+        return changes
+
+    def _catch_up(self) -> None:
+        """Add to the index what other workers stored since we last looked."""
+        stored, self._seq = self.storage.entries_after(self._seq)
+        for item in stored:
+            if self.matcher.story_of(item.entry.key) is None:
+                self.matcher.add_known(item.entry, item.story_id)
+            else:
+                self.matcher.update_entry(item.entry)
 
     async def _record_error(
         self,
@@ -196,38 +269,26 @@ class Updater:
     ) -> RefreshResult:
         if isinstance(exc, FetchError) and exc.status is not None:
             status = exc.status
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+        gone = status == 410
+        message = exc.message
+        if gone:
+            message = f"{message}: the publisher removed this feed; it is no longer polled"
         state = FeedStateUpdate(
             last_polled=now,
             next_due=next_poll(
-                now,
-                feed.interval,
-                failures=feed.failures + 1,
-                not_before=retry_after if isinstance(retry_after, datetime) else None,
+                now, feed.effective_interval, failures=feed.failures + 1, not_before=retry_after
             ),
             status=status,
-            error=exc.message,
+            error=message,
             etag=feed.etag,
             last_modified=feed.last_modified,
             body_hash=feed.body_hash,
-            title=feed.title,
             moved_to=feed.moved_to,
+            gone=gone,
         )
-        await self._store(FeedRefresh(feed.url, state))
-        return RefreshResult(
-            feed.url, feed.display_name, status, 0, 0, exc.message, time.monotonic() - started
-        )
-
-    async def _store(self, refresh: FeedRefresh, *, matcher_touched: bool = False) -> None:
-        try:
-            self.storage.store_refresh(refresh)
-        except StorageError:
-            if matcher_touched:
-                # The index already holds assignments the database refused; rebuild it from
-                # what was really committed so the two cannot drift apart.
-                log.warning("storage refused %s; rebuilding the match index", refresh.feed_url)
-                self.matcher = build_matcher(self.storage, self.match_window, self.clock())
-            raise
+        await asyncio.to_thread(self.storage.store_refresh, FeedRefresh(feed.url, state))
+        return RefreshResult(feed.url, feed.display_name, status, 0, 0, message, _since(started))
 
     async def refresh_many(
         self,
@@ -249,12 +310,8 @@ class Updater:
         return list(await asyncio.gather(*(one(f) for f in feeds)))
 
 
-def build_matcher(storage: Storage, window: timedelta, now: datetime) -> Matcher:
-    """A matcher whose index holds the stories of the match window, read from storage."""
-    matcher = Matcher(window=window)
-    for stored in storage.entries_since(now - window):
-        matcher.add_known(stored.entry, stored.story_id)
-    return matcher
+def _since(started: float) -> float:
+    return time.monotonic() - started
 
 
 def publish(storage: Storage, output: Path, max_stories: int) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -526,7 +527,7 @@ def test_upgrade_from_version_1_keeps_data(db_url: str, monkeypatch: Any) -> Non
 
     upgraded = open_storage(db_url)
     try:
-        assert upgraded.schema_version() == 2
+        assert upgraded.schema_version() == migrations.latest_version() == 3
         (feed,) = upgraded.claim_due_feeds("w1", T0, timedelta(minutes=5), 10)
         assert (feed.url, feed.name, feed.interval) == (FEED_A, "A", timedelta(seconds=60))
     finally:
@@ -646,3 +647,48 @@ def test_publish_lock_admits_one_worker(store: SqlStorage, second: SqlStorage) -
             assert not theirs
     with second.publish_lock() as theirs:
         assert theirs
+
+
+def test_gone_feed_is_never_due_nor_claimed(store: SqlStorage) -> None:
+    store.sync_feeds([FeedSpec(FEED_A), FeedSpec(FEED_B)], T0)
+    state = FeedStateUpdate(last_polled=T0, next_due=T0, status=410, error="HTTP 410 Gone")
+    store.store_refresh(FeedRefresh(FEED_A, replace(state, gone=True)))
+    later = T0 + timedelta(days=30)
+    assert [f.url for f in store.due_feeds(later)] == [FEED_B]
+    assert [f.url for f in store.claim_due_feeds("w", later, timedelta(minutes=5), 10)] == [FEED_B]
+    gone = store.get_feed(FEED_A)
+    assert gone is not None and gone.gone and gone.status == 410
+
+
+def test_adaptive_interval_round_trip(store: SqlStorage) -> None:
+    store.sync_feeds([FeedSpec(FEED_A, interval=timedelta(minutes=15))], T0)
+    ok = FeedStateUpdate(last_polled=T0, next_due=T0, status=200, error=None)
+    store.store_refresh(FeedRefresh(FEED_A, replace(ok, poll_interval=timedelta(minutes=7))))
+    feed = store.get_feed(FEED_A)
+    assert feed is not None and feed.effective_interval == timedelta(minutes=7)
+    # A poll that learnt nothing new about the rate keeps the adapted interval.
+    store.store_refresh(FeedRefresh(FEED_A, ok))
+    feed = store.get_feed(FEED_A)
+    assert feed is not None and feed.poll_interval == timedelta(minutes=7)
+    assert feed.interval == timedelta(minutes=15)
+
+
+def test_entries_after_returns_what_others_stored_in_write_order(
+    store: SqlStorage, second: SqlStorage
+) -> None:
+    setup_feeds(store)
+    _, start = second.entries_after(0)
+    assert start == 0
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "s1"),)))
+    store.store_refresh(
+        FeedRefresh(FEED_B, ok_state(), (new(entry(FEED_B, "b1"), "s1", fresh=False),))
+    )
+    seen, newest = second.entries_after(start)
+    assert [(s.entry.entry_id, s.story_id) for s in seen] == [("a1", "s1"), ("b1", "s1")]
+    assert newest == 2
+    assert second.entries_after(newest) == ([], newest)
+    edited = replace(entry(FEED_A, "a1"), title="edited", content_hash="h2")
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), changed_entries=(edited,)))
+    seen, newest = second.entries_after(newest)
+    assert [(s.entry.entry_id, s.entry.title) for s in seen] == [("a1", "edited")]
+    assert newest == 3

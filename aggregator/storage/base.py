@@ -15,9 +15,11 @@ Contract, for every method:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from aggregator.storage.records import Correction
 from aggregator.types import FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 
@@ -72,3 +74,35 @@ class Storage(Protocol):
 
     def get_story(self, story_id: str) -> Story | None:
         """One story with every source and each source's match score and evidence."""
+
+    # -- manual corrections ------------------------------------------------------------------
+
+    def record_split(self, feed_url: str, entry_id: str, new_story_id: str, now: datetime) -> None:
+        """Move one entry into a new story and remember it must not rejoin the old one."""
+
+    def record_merge(self, story_a: str, story_b: str, now: datetime) -> None:
+        """Move every entry of ``story_b`` into ``story_a`` (whose id survives); remember it."""
+
+    def corrections(self) -> list[Correction]:
+        """Every manual correction, oldest first, for the matcher to respect."""
+
+    # -- several workers ---------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``: PostgreSQL storage may be shared by many workers."""
+
+    def claim_due_feeds(
+        self, worker: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[FeedState]:
+        """Lease up to ``limit`` due feeds to ``worker`` until ``now + lease``; each feed goes to
+        one claimer until ``store_refresh`` records its poll or the lease expires."""
+
+    def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
+        """Entries written after store sequence ``seq`` and the newest sequence number."""
+
+    def matching_lock(self) -> AbstractContextManager[None]:
+        """Serialise match-and-store across every worker sharing this database."""
+
+    def publish_lock(self) -> AbstractContextManager[bool]:
+        """Yield True when this worker may publish now, False when another one is."""

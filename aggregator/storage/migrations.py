@@ -145,9 +145,21 @@ def _v2_feed_claims(conn: Connection) -> None:
     add_column(conn, "feeds", Column("claim_expires", UTCDateTime))
 
 
+def _v3_feed_gone_and_adaptive_interval(conn: Connection) -> None:
+    """Version 3: feeds answered 410 Gone; the interval adapted to a feed's posting rate; a
+    store sequence on entries so each worker can catch its match index up with the others'."""
+    add_column(conn, "feeds", Column("gone", Boolean))
+    add_column(conn, "feeds", Column("poll_interval_seconds", Integer))
+    add_column(conn, "entries", Column("seq", Integer))
+    Index("ix_entries_seq", Table("entries", MetaData(), Column("seq")).c.seq).create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "feed claims", _v2_feed_claims),
+    Migration(
+        3, "feed gone, adaptive interval, entry sequence", _v3_feed_gone_and_adaptive_interval
+    ),
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, RowMapping, and_, exists, func, select
 
@@ -52,6 +52,12 @@ def feed_state(row: RowMapping) -> FeedState:
         error=row["error"],
         failures=int(row["failures"]),
         moved_to=row["moved_to"],
+        gone=bool(row["gone"]),
+        poll_interval=(
+            timedelta(seconds=int(row["poll_interval_seconds"]))
+            if row["poll_interval_seconds"] is not None
+            else None
+        ),
     )
 
 
@@ -74,6 +80,7 @@ def due_feeds(conn: Connection, now: datetime) -> list[FeedState]:
     stmt = (
         select(feeds)
         .where(feeds.c.active.is_(True))
+        .where(feeds.c.gone.is_not(True))
         .where(feeds.c.next_due.is_(None) | (feeds.c.next_due <= now))
         .order_by(feeds.c.next_due.asc().nulls_first(), feeds.c.url)
     )
@@ -140,6 +147,17 @@ _FEED_COLUMNS = (
 
 def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
     """Linked entries published at or after ``since``, oldest first."""
+    return _stored_entries(conn, entries.c.published >= since, entries.c.published)
+
+
+def entries_after_seq(conn: Connection, seq: int) -> tuple[list[StoredEntry], int]:
+    """Linked entries written after store sequence ``seq``, and the highest sequence seen."""
+    found = _stored_entries(conn, entries.c.seq > seq, entries.c.seq)
+    newest = conn.execute(select(func.max(entries.c.seq))).scalar()
+    return found, max(seq, int(newest or 0))
+
+
+def _stored_entries(conn: Connection, where: Any, order: Any) -> list[StoredEntry]:
     stmt = (
         select(
             entries,
@@ -149,8 +167,8 @@ def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
             *_FEED_COLUMNS,
         )
         .select_from(_LINKED)
-        .where(entries.c.published >= since)
-        .order_by(entries.c.published, entries.c.feed_url, entries.c.entry_id)
+        .where(where)
+        .order_by(order, entries.c.feed_url, entries.c.entry_id)
     )
     return [
         StoredEntry(

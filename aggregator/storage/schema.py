@@ -93,6 +93,8 @@ feeds = Table(
     Column("error", Text),
     Column("failures", Integer, nullable=False),
     Column("moved_to", String),
+    Column("gone", Boolean),
+    Column("poll_interval_seconds", Integer),
     # Migration 2: which worker holds the feed and until when (several pollers, one database).
     Column("claimed_by", String),
     Column("claim_expires", UTCDateTime),
@@ -113,6 +115,7 @@ entries = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     Column("content_hash", String, nullable=False),
     Column("author", Text),
+    Column("seq", Integer),
 )
 Index("ix_entries_published", entries.c.published)
 Index("ix_entries_url", entries.c.url)

@@ -212,6 +212,14 @@ class SqlStorage:
         with self._tx("entries_since", write=False) as conn:
             return queries.entries_since(conn, since)
 
+    def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
+        """Entries (new or edited) written after store sequence ``seq``, in write order, and
+        the newest sequence number. Lets a worker bring its match index up to date with what
+        other workers stored; call it inside ``matching_lock`` for an exact answer.
+        """
+        with self._tx("entries_after", write=False) as conn:
+            return queries.entries_after_seq(conn, seq)
+
     def store_refresh(self, refresh: FeedRefresh) -> None:
         """Write one feed refresh in a single transaction (rules in ``writes.store_refresh``)."""
         with self._tx(f"store_refresh {refresh.feed_url}", write=True) as conn:

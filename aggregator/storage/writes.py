@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aggregator.storage.queries import chunks, feed_state, merge_targets, story_links
@@ -78,7 +78,10 @@ def _state_values(state: FeedStateUpdate) -> dict[str, Any]:
         # The poll is done: whoever claimed the feed releases it.
         "claimed_by": None,
         "claim_expires": None,
+        "gone": state.gone,
     }
+    if state.poll_interval is not None:
+        values["poll_interval_seconds"] = int(state.poll_interval.total_seconds())
     if state.title is not None:  # a 304 or a failed poll says nothing about the title
         values["title"] = state.title
     cache = {
@@ -158,6 +161,10 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
 
     when = refresh.state.last_polled
     write_feed_state(conn, feed_url, refresh.state)
+    # Every entry written gets the next store sequence number. Writers are serialised (the
+    # matching lock on PostgreSQL, the write lock on SQLite), so the numbers grow in commit
+    # order and a worker can fetch exactly what others stored since it last looked.
+    next_seq = (conn.execute(select(func.max(entries.c.seq))).scalar() or 0) + 1
 
     linked = story_links(conn, feed_url, [*new, *changed])
     to_link = [(entry, a) for entry, a in new.values() if entry.entry_id not in linked]
@@ -173,9 +180,13 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
         ins = upsert(conn, entries)
         stmt = ins.on_conflict_do_update(
             index_elements=[entries.c.feed_url, entries.c.entry_id],
-            set_={name: ins.excluded[name] for name in _CONTENT_COLUMNS},
+            set_={name: ins.excluded[name] for name in (*_CONTENT_COLUMNS, "seq")},
         )
-        conn.execute(stmt, [_entry_row(entry) for entry, _ in new.values()])
+        new_rows = [_entry_row(entry) for entry, _ in new.values()]
+        for offset, row in enumerate(new_rows):
+            row["seq"] = next_seq + offset
+        next_seq += len(new_rows)
+        conn.execute(stmt, new_rows)
 
     if to_link:
         link_rows = [
@@ -196,13 +207,13 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
             update(entries)
             .where(entries.c.feed_url == bindparam("key_feed"))
             .where(entries.c.entry_id == bindparam("key_entry"))
-            .values({name: bindparam(name) for name in _CONTENT_COLUMNS})
+            .values({name: bindparam(name) for name in (*_CONTENT_COLUMNS, "seq")})
         )
         rows = []
-        for entry in changed.values():
+        for offset, entry in enumerate(changed.values()):
             row = _entry_row(entry)
             rows.append(
-                {"key_feed": feed_url, "key_entry": entry.entry_id}
+                {"key_feed": feed_url, "key_entry": entry.entry_id, "seq": next_seq + offset}
                 | {name: row[name] for name in _CONTENT_COLUMNS}
             )
         conn.execute(edit, rows)
@@ -225,6 +236,7 @@ def claim_due_feeds(
         return []
     claimable = and_(
         feeds.c.active.is_(True),
+        feeds.c.gone.is_not(True),
         feeds.c.next_due.is_(None) | (feeds.c.next_due <= now),
         feeds.c.claim_expires.is_(None) | (feeds.c.claim_expires <= now),
     )
