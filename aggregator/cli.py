@@ -109,15 +109,47 @@ def check() -> None:
 
 
 @app.command()
-def run() -> None:
-    """Run the service: poll every feed at its interval and publish merged feeds."""
+def run(
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen", help="Serve the web page and feeds on HOST:PORT (default: settings.listen)."
+        ),
+    ] = None,
+) -> None:
+    """Run the service: poll every feed at its interval, publish, and serve the web page."""
+    from aggregator.config import parse_listen
+    from aggregator.reload import ConfigWatcher
     from aggregator.service import Service
+    from aggregator.web import Metrics, bind_socket, create_app, serve
 
     config = _config()
+    host, port = config.settings.listen_host, config.settings.listen_port
+    if listen is not None:
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            _fail(f"--listen: {exc}", EXIT_BAD_INPUT)
 
     async def main() -> None:
+        sock = bind_socket(host, port)  # fail fast when the address is taken
         async with open_runtime(config) as runtime:
-            await Service(runtime).run()
+            metrics = Metrics()
+            service = Service(runtime, observer=metrics)
+            stop = asyncio.Event()
+            watcher = ConfigWatcher(config.path, service.apply_config, current=config)
+            web = create_app(runtime.storage, settings=config.settings, metrics=metrics)
+            tasks = [
+                asyncio.create_task(serve(web, host, port, stop, sock=sock)),
+                asyncio.create_task(watcher.run()),
+            ]
+            logging.getLogger("aggregator").info("serving http://%s:%d/", host, port)
+            try:
+                await service.run()
+            finally:
+                stop.set()
+                watcher.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     _run_async(main())
 
@@ -222,6 +254,123 @@ def feeds(ctx: typer.Context) -> None:
     out.print(table)
 
 
+@feeds_app.command("add")
+def feeds_add(
+    url: Annotated[str, typer.Argument(help="A feed URL, or a web page that links to its feed.")],
+    name: Annotated[str | None, typer.Option(help="A display name for the outlet.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
+) -> None:
+    """Check that a feed fetches and parses, then append it to feeds.yml (comments kept)."""
+    from aggregator.runtime import make_fetcher
+    from aggregator.sources import add_feed_to_config, discover_feed
+
+    config = _config()
+
+    async def find() -> str:
+        async with make_fetcher(config) as fetcher:
+            return await discover_feed(fetcher, url)
+
+    feed_url = _run_async(find())
+    try:
+        add_feed_to_config(config.path, feed_url, name=name, tags=tuple(tag or ()))
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    note = "" if feed_url == url else f" (found on {url})"
+    out.print(f"added {feed_url}{note} to {config.path}", markup=False, highlight=False)
+
+
+@feeds_app.command("remove")
+def feeds_remove(
+    url_or_name: Annotated[str, typer.Argument(help="The feed's URL or its name.")],
+) -> None:
+    """Remove a feed from feeds.yml (its stored entries and stories stay)."""
+    from aggregator.sources import remove_feed_from_config
+
+    config = _config()
+    try:
+        removed = remove_feed_from_config(config.path, url_or_name)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    out.print(f"removed {removed} from {config.path}", markup=False, highlight=False)
+
+
+@feeds_app.command("import-opml")
+def feeds_import_opml(
+    file: Annotated[Path, typer.Argument(help="An OPML subscription list.")],
+) -> None:
+    """Add every feed of an OPML file to feeds.yml (categories become tags)."""
+    from aggregator.sources import import_opml
+
+    config = _config()
+    try:
+        added = import_opml(file, config.path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    out.print(f"imported {len(added)} new feeds into {config.path}", markup=False)
+
+
+@feeds_app.command("export-opml")
+def feeds_export_opml(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the configured feeds as OPML 2.0 (tags become categories)."""
+    from aggregator.sources import export_opml
+
+    data = export_opml(_config())
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        output.write_bytes(data)
+
+
+@app.command()
+def split(
+    entry: Annotated[str, typer.Argument(help="The entry's id, article URL or link.")],
+) -> None:
+    """Take an entry out of its story into a story of its own; later matching respects it."""
+    from aggregator.storage import open_storage
+    from aggregator.types import new_story_id
+
+    config = _config()
+    storage = _open_storage(config, open_storage)
+    try:
+        found = storage.find_entries(entry)
+        if len(found) != 1:
+            problem = "no entry" if not found else f"{len(found)} entries"
+            _fail(f"{problem} with id, URL or link {entry!r}", EXIT_BAD_INPUT)
+        (feed_url, entry_id) = found[0]
+        story_id = new_story_id()
+        try:
+            storage.record_split(feed_url, entry_id, story_id, datetime.now().astimezone())
+        except (LookupError, ValueError) as exc:
+            _fail(f"cannot split {entry!r}: {exc}", EXIT_BAD_INPUT)
+    finally:
+        storage.close()
+    out.print(f"{entry} now forms story {story_id}", markup=False, highlight=False)
+
+
+@app.command()
+def merge(
+    story_a: Annotated[str, typer.Argument(help="The story that keeps its id.")],
+    story_b: Annotated[str, typer.Argument(help="The story merged into it.")],
+) -> None:
+    """Merge story B into story A; later matching respects it."""
+    from aggregator.storage import open_storage
+
+    config = _config()
+    storage = _open_storage(config, open_storage)
+    try:
+        storage.record_merge(story_a, story_b, datetime.now().astimezone())
+    except (LookupError, ValueError) as exc:
+        _fail(f"cannot merge {story_b!r} into {story_a!r}: {exc}", EXIT_BAD_INPUT)
+    finally:
+        storage.close()
+    out.print(f"merged {story_b} into {story_a}", markup=False, highlight=False)
+
+
 @app.command()
 def inspect(
     sources: Annotated[list[str], typer.Argument(help="Feed URLs or local feed files.")],
@@ -314,6 +463,7 @@ def print_stories(found: Sequence[Story], *, explain: bool = False) -> None:
             if source.url:
                 out.print(f"    {_escape(source.url)}", highlight=False)
             if explain:
+                out.print(f"    entry {_escape(source.entry_id)}", highlight=False)
                 reason = json.dumps(dict(source.evidence), ensure_ascii=False, sort_keys=True)
                 out.print(f"    score {source.score:.3f}: {_escape(reason)}", highlight=False)
         out.print()

@@ -1,25 +1,30 @@
 """The long-running service: poll due feeds on schedule, publish, stop cleanly.
 
 An APScheduler ``AsyncIOScheduler`` runs one short *tick* job every ``TICK`` seconds. Each tick
-asks storage which feeds are due (each feed's next due time already carries its interval,
-jitter, back-off and server hints, see ``schedule.next_poll``) and starts a refresh task for
-every due feed not already in flight. Keeping "when" in storage rather than in one scheduler job
-per feed means back-off, Retry-After and restarts all follow from one stored time. After refreshes
-that added or changed entries, the merged files are published again.
+claims the feeds that are due (storage leases each feed to one worker, so several ``aggregator
+run`` processes can share a PostgreSQL database without fetching a feed twice) and starts a
+refresh task for each. When a feed is due already carries its interval, jitter, back-off and
+server hints (``schedule``), so "when" lives in one stored time that survives restarts.
+After refreshes that added or changed entries, one worker at a time publishes the merged files.
 
 SIGINT/SIGTERM stop the scheduler and cancel in-flight fetches. Each feed's writes are one
-synchronous transaction that a cancellation cannot interrupt, so storage is never left half-way.
+transaction that runs to its end in a worker thread, so storage is never left half-way; an
+unfinished claim simply expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from datetime import timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator.config import Config
 from aggregator.exceptions import StorageError
 from aggregator.runtime import Runtime
 from aggregator.types import FeedState
@@ -31,15 +36,41 @@ log = logging.getLogger("aggregator.service")
 # of lateness is invisible, and one indexed query every 5 s costs nothing.
 TICK = timedelta(seconds=5)
 
+# A claim must outlive the slowest refresh it covers (the fetch deadline, then parse, match
+# and store) or a second worker could take the feed while the first still works on it; a
+# crashed worker's feeds are retaken after this long.
+LEASE_MARGIN = timedelta(minutes=2)
+
+# Claim at most this many feeds per free fetch slot per tick: enough to keep every slot busy
+# until the next tick, few enough that other workers get their share of a big backlog.
+CLAIMS_PER_SLOT = 4
+
+
+class PollObserver(Protocol):
+    def observe_poll(self, result: RefreshResult) -> None: ...
+
+    def set_inventory(self, *, feeds: int, stories: int) -> None: ...
+
+
+def worker_name() -> str:
+    """Names this process in feed claims: host and pid, unique across machines."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 class Service:
     """Polls due feeds forever; publishes after changes."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, observer: PollObserver | None = None) -> None:
         self.runtime = runtime
+        self.observer = observer
+        self.worker = worker_name()
         self._in_flight: dict[str, asyncio.Task[RefreshResult]] = {}
         self._dirty = False
         self._stopping = asyncio.Event()
+
+    @property
+    def lease(self) -> timedelta:
+        return self.runtime.config.settings.deadline + LEASE_MARGIN
 
     async def run(self) -> None:
         """Run until SIGINT/SIGTERM (or ``stop()``)."""
@@ -48,20 +79,17 @@ class Service:
             loop.add_signal_handler(sig, self.stop)
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=TICK.total_seconds(),
-            max_instances=1,
-            coalesce=True,
+            self.tick, "interval", seconds=TICK.total_seconds(), max_instances=1, coalesce=True
         )
         scheduler.start()
         log.info(
-            "service started: %d feeds, storage %s",
+            "service %s started: %d feeds, storage %s",
+            self.worker,
             len(self.runtime.config.feeds),
             self.runtime.config.settings.storage_url,
         )
         try:
-            self._safe_publish()
+            await self._publish()
             await self.tick()
             await self._stopping.wait()
         finally:
@@ -70,30 +98,50 @@ class Service:
                 loop.remove_signal_handler(sig)
             await self._cancel_in_flight()
             if self._dirty:
-                self._safe_publish()
+                await self._publish()
             log.info("service stopped")
 
     def stop(self) -> None:
         log.info("stopping")
         self._stopping.set()
 
+    def apply_config(self, config: Config) -> None:
+        """A new valid feeds.yml: added feeds become due now, removed ones stop, changed
+        intervals apply from their next poll. Settings other than the feed list need a restart.
+        """
+        runtime = self.runtime
+        old = runtime.config.settings
+        runtime.storage.sync_feeds(config.feeds, runtime.clock())
+        if config.settings != old:
+            log.warning("settings changed in %s; restart to apply them", config.path)
+        runtime.config = config
+        log.info("reloaded %s: %d feeds", config.path, len(config.feeds))
+
     async def tick(self) -> None:
-        """Start refreshes for due feeds; publish when earlier refreshes changed something."""
+        """Claim due feeds and start their refreshes; publish after earlier changes."""
         if self._stopping.is_set():
             return
         runtime = self.runtime
         now = runtime.clock()
+        free = runtime.config.settings.concurrency * CLAIMS_PER_SLOT - len(self._in_flight)
         try:
-            due = runtime.storage.due_feeds(now)
+            due = await asyncio.to_thread(
+                runtime.storage.claim_due_feeds, self.worker, now, self.lease, free
+            )
         except StorageError as exc:
-            log.error("cannot read due feeds: %s", exc)
+            log.error("cannot claim due feeds: %s", exc)
             return
         for feed in due:
             if feed.url not in self._in_flight:
                 self._start(feed)
+        try:
+            if await runtime.updater.reload_corrections():
+                self._dirty = True
+        except StorageError as exc:
+            log.error("cannot read manual corrections: %s", exc)
         runtime.updater.matcher.expire(now)
         if self._dirty:
-            self._safe_publish()
+            await self._publish()
 
     def _start(self, feed: FeedState) -> None:
         task = asyncio.create_task(self._refresh(feed), name=f"refresh {feed.url}")
@@ -101,25 +149,38 @@ class Service:
         task.add_done_callback(lambda _t: self._in_flight.pop(feed.url, None))
 
     async def _refresh(self, feed: FeedState) -> RefreshResult:
-        results = await self.runtime.updater.refresh_many([feed])
-        result = results[0]
+        (result,) = await self.runtime.updater.refresh_many([feed])
         if result.error:
             log.warning("%s", result.log_line())
         else:
             log.info("%s", result.log_line())
+        if self.observer is not None:
+            self.observer.observe_poll(result)
         if result.new or result.changed:
             self._dirty = True
         return result
 
-    def _safe_publish(self) -> None:
+    async def _publish(self) -> None:
         try:
-            self.runtime.publish()
-            self._dirty = False
+            await asyncio.to_thread(self._publish_if_mine)
         except (StorageError, OSError) as exc:
+            self._dirty = True  # try again next tick
             log.error("publishing failed: %s", exc)
+
+    def _publish_if_mine(self) -> None:
+        with self.runtime.storage.publish_lock() as mine:
+            if not mine:
+                return  # another worker is publishing the same stories right now
+            self._dirty = False
+            self.runtime.publish()
+        if self.observer is not None:
+            s = self.runtime.config.settings
+            stories = len(self.runtime.storage.recent_stories(s.max_stories))
+            self.observer.set_inventory(feeds=len(self.runtime.config.feeds), stories=stories)
 
     async def _cancel_in_flight(self) -> None:
         tasks = list(self._in_flight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runtime.updater.drain()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
@@ -54,6 +55,7 @@ from aggregator.types import (
 log = logging.getLogger("aggregator.update")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 # Larger than any store sequence number: asking for entries after it returns none, only the
 # newest sequence number.
@@ -154,7 +156,36 @@ class Updater:
         self.policy = policy or PollPolicy()
         self.clock = clock
         self.matcher, self._seq = build_matcher(storage, match_window, clock())
+        self.corrections_seen = len(storage.corrections())
         self._assign_lock = asyncio.Lock()
+        self._writes: set[asyncio.Future[Any]] = set()
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a storage write in a thread, shielded from cancellation: a shutdown that
+        cancels the refresh still lets its transaction finish (see ``drain``)."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._writes.add(future)
+        future.add_done_callback(self._writes.discard)
+        return await asyncio.shield(future)
+
+    async def reload_corrections(self) -> bool:
+        """Rebuild the index when someone recorded a manual split or merge since we looked
+        (``aggregator split`` / ``merge`` run while the service runs). True when rebuilt."""
+        count = len(await asyncio.to_thread(self.storage.corrections))
+        if count == self.corrections_seen:
+            return False
+        async with self._assign_lock:
+            self.matcher, self._seq = await asyncio.to_thread(
+                build_matcher, self.storage, self.match_window, self.clock()
+            )
+            self.corrections_seen = count
+        log.info("manual corrections changed; match index rebuilt")
+        return True
+
+    async def drain(self) -> None:
+        """Wait for storage writes still running after their refreshes were cancelled."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def refresh(self, feed: FeedState) -> RefreshResult:
         """Fetch, parse, match and store one feed. Never raises for a feed's own failure."""
@@ -171,7 +202,7 @@ class Updater:
             result.content is not None and body_hash(result.content) == feed.body_hash
         ):
             state = self._success_state(feed, result, now, None)
-            await asyncio.to_thread(self.storage.store_refresh, FeedRefresh(feed.url, state))
+            await self._write(self.storage.store_refresh, FeedRefresh(feed.url, state))
             return RefreshResult(
                 feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
             )
@@ -183,7 +214,7 @@ class Updater:
 
         state = self._success_state(feed, result, now, parsed)
         async with self._assign_lock:
-            changes = await asyncio.to_thread(self._match_and_store, feed, parsed, state)
+            changes = await self._write(self._match_and_store, feed, parsed, state)
         return RefreshResult(
             feed.url,
             feed.display_name,
@@ -287,7 +318,7 @@ class Updater:
             moved_to=feed.moved_to,
             gone=gone,
         )
-        await asyncio.to_thread(self.storage.store_refresh, FeedRefresh(feed.url, state))
+        await self._write(self.storage.store_refresh, FeedRefresh(feed.url, state))
         return RefreshResult(feed.url, feed.display_name, status, 0, 0, message, _since(started))
 
     async def refresh_many(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from servers import LoopbackServer, Reply
 
@@ -18,6 +20,13 @@ from aggregator.demo import DEMO_FEEDS, _feed_bytes
 
 # A generous bound for a subprocess to start, poll loopback feeds and publish on a busy machine.
 SERVICE_START_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def aggregator(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
@@ -137,8 +146,9 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
 ) -> None:
     unreachable = "http://127.0.0.1:9/feed.xml"
     write_config(tmp_path, [demo_server.url("/tass.xml"), unreachable])
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "run"],
+        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -156,6 +166,10 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
             pytest.fail("the service published nothing")
         time.sleep(1.0)
         assert proc.poll() is None  # the unreachable feed did not stop it
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "Putin" in page.text
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
@@ -164,3 +178,51 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
     assert "127.0.0.1:9" in err and "error=" in err
     status = aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"})
     assert "refused" in status.stdout.lower()
+
+
+def test_run_refuses_a_bad_listen_address(tmp_path: Path) -> None:
+    write_config(tmp_path, [])
+    result = aggregator("run", "--listen", "localhost:99999", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--listen: 'localhost:99999' has port '99999'" in result.stderr
+
+
+def test_split_and_merge_are_recorded_and_shown(
+    demo_server: LoopbackServer, tmp_path: Path
+) -> None:
+    write_config(tmp_path, [demo_server.url(f"/{n}.xml") for n in DEMO_FEEDS])
+    assert aggregator("poll", cwd=tmp_path).returncode == 0
+    listed = aggregator("stories", "--json", "--limit", "50", cwd=tmp_path)
+    stories = [json.loads(line) for line in listed.stdout.splitlines()]
+    ankara = max(stories, key=lambda s: len(s["sources"]))
+    tass = next(s for s in ankara["sources"] if "tass.com" in s["url"])
+
+    split = aggregator("split", tass["url"], cwd=tmp_path)
+    assert split.returncode == 0, split.stderr
+    new_id = split.stdout.split()[-1]
+    after = aggregator("stories", "--json", "--limit", "50", cwd=tmp_path)
+    by_id = {s["id"]: s for s in map(json.loads, after.stdout.splitlines())}
+    assert len(by_id[ankara["id"]]["sources"]) == 4
+    assert [s["url"] for s in by_id[new_id]["sources"]] == [tass["url"]]
+
+    merged = aggregator("merge", ankara["id"], new_id, cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    final = aggregator("stories", "--json", "--limit", "50", cwd=tmp_path)
+    ids = [json.loads(line)["id"] for line in final.stdout.splitlines()]
+    assert new_id not in ids
+    missing = aggregator("split", "https://nowhere.example/", cwd=tmp_path)
+    assert missing.returncode == 2 and "no entry" in missing.stderr
+
+
+def test_feeds_add_and_remove_keep_comments(demo_server: LoopbackServer, tmp_path: Path) -> None:
+    config = write_config(tmp_path, [])
+    config.write_text("# my sources\n" + config.read_text())
+    added = aggregator("feeds", "add", demo_server.url("/ap.xml"), "--name", "AP", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert "# my sources" in config.read_text() and "AP" in config.read_text()
+    again = aggregator("feeds", "add", demo_server.url("/ap.xml"), cwd=tmp_path)
+    assert again.returncode == 2 and "already configured" in again.stderr
+    removed = aggregator("feeds", "remove", "AP", cwd=tmp_path)
+    assert removed.returncode == 0, removed.stderr
+    assert demo_server.url("/ap.xml") not in config.read_text()
+    assert aggregator("check", cwd=tmp_path).returncode == 0

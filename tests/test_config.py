@@ -194,6 +194,7 @@ def test_public_surface() -> None:
         "load_config",
         "load_config_text",
         "parse_duration",
+        "parse_listen",
         "parse_size",
     ]
 

@@ -19,7 +19,7 @@ from aggregator.config._settings import (
     Config,
     Settings,
 )
-from aggregator.config._values import format_duration, parse_duration, parse_size
+from aggregator.config._values import format_duration, parse_duration, parse_listen, parse_size
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -30,5 +30,6 @@ __all__ = [
     "load_config",
     "load_config_text",
     "parse_duration",
+    "parse_listen",
     "parse_size",
 ]

@@ -86,6 +86,9 @@ class Storage(Protocol):
     def corrections(self) -> list[Correction]:
         """Every manual correction, oldest first, for the matcher to respect."""
 
+    def find_entries(self, ident: str) -> list[tuple[str, str]]:
+        """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""
+
     # -- several workers ---------------------------------------------------------------------
 
     @property

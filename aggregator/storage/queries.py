@@ -321,3 +321,13 @@ def _correction(row: RowMapping) -> Correction:
         feed_url=row["feed_url"],
         entry_id=row["entry_id"],
     )
+
+
+def find_entries(conn: Connection, ident: str) -> list[tuple[str, str]]:
+    """(feed URL, entry id) of entries whose id, canonical URL or link is ``ident``."""
+    stmt = (
+        select(entries.c.feed_url, entries.c.entry_id)
+        .where((entries.c.entry_id == ident) | (entries.c.url == ident) | (entries.c.link == ident))
+        .order_by(entries.c.feed_url, entries.c.entry_id)
+    )
+    return [(str(feed), str(entry)) for feed, entry in conn.execute(stmt)]

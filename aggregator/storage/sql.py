@@ -212,6 +212,11 @@ class SqlStorage:
         with self._tx("entries_since", write=False) as conn:
             return queries.entries_since(conn, since)
 
+    def find_entries(self, ident: str) -> list[tuple[str, str]]:
+        """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""
+        with self._tx("find_entries", write=False) as conn:
+            return queries.find_entries(conn, ident)
+
     def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
         """Entries (new or edited) written after store sequence ``seq``, in write order, and
         the newest sequence number. Lets a worker bring its match index up to date with what
