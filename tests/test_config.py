@@ -539,3 +539,19 @@ def test_parse_size(text: str | int, expected: int) -> None:
 def test_parse_size_rejects(text: str | int) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_storage_environment_variable_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "feeds.yml"
+    path.write_text("settings:\n  storage: local.db\nfeeds: []\n")
+    monkeypatch.setenv("AGGREGATOR_STORAGE", "postgresql://news@db.example/agg")
+    assert load_config(path).settings.storage_url == "postgresql://news@db.example/agg"
+    monkeypatch.setenv("AGGREGATOR_STORAGE", "shared/other.db")
+    assert load_config(path).settings.storage_url == f"sqlite:///{tmp_path}/shared/other.db"
+    monkeypatch.setenv("AGGREGATOR_STORAGE", "mysql://x/y")
+    with pytest.raises(ConfigError, match=r"\$AGGREGATOR_STORAGE: mysql:// is not supported"):
+        load_config(path)
+    monkeypatch.delenv("AGGREGATOR_STORAGE")
+    assert load_config(path).settings.storage_url == f"sqlite:///{tmp_path}/local.db"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,21 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml.comments import CommentedMap
 
 from aggregator.config._schema import KNOWN_KEYS, FeedModel, FileModel, SettingsModel
-from aggregator.config._settings import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, Config, Settings
+from aggregator.config._settings import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    STORAGE_ENV_VAR,
+    Config,
+    Settings,
+)
 from aggregator.config._source import Loc, has_key, key_path, line_of, load_yaml, to_plain
-from aggregator.config._values import format_duration, resolve_path, storage_url, url_identity
+from aggregator.config._values import (
+    check_storage,
+    format_duration,
+    resolve_path,
+    storage_url,
+    url_identity,
+)
 from aggregator.exceptions import ConfigError
 from aggregator.types import FeedSpec
 
@@ -73,7 +85,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot be read: {exc.strerror or exc}", path=chosen) from exc
-    return load_config_text(text, file)
+    return with_storage_override(load_config_text(text, file))
+
+
+def with_storage_override(config: Config) -> Config:
+    """Apply ``$AGGREGATOR_STORAGE`` (a database URL or path), which wins over
+    ``settings.storage``: several workers can share one feeds.yml and each be told where the
+    database is, without putting a password in the file."""
+    override = os.environ.get(STORAGE_ENV_VAR, "").strip()
+    if not override:
+        return config
+    try:
+        url = check_storage(override)
+    except ValueError as exc:
+        raise ConfigError(f"${STORAGE_ENV_VAR}: {exc}", path=str(config.path)) from exc
+    resolved = storage_url(url, config.path.parent.resolve())
+    return replace(config, settings=replace(config.settings, storage_url=resolved))
 
 
 def load_config_text(text: str, path: Path) -> Config:

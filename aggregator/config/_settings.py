@@ -15,6 +15,8 @@ from aggregator.types import FeedSpec
 
 # The environment variable naming the feeds.yml to use when no path is given.
 CONFIG_ENV_VAR = "AGGREGATOR_CONFIG"
+# Overrides settings.storage (e.g. a PostgreSQL URL with its password, kept out of feeds.yml).
+STORAGE_ENV_VAR = "AGGREGATOR_STORAGE"
 # Looked up in the working directory when neither a path nor the variable is given.
 DEFAULT_CONFIG_FILE = "feeds.yml"
 
