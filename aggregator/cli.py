@@ -229,9 +229,10 @@ def feeds(ctx: typer.Context) -> None:
     """Each feed's status: last poll, HTTP status, error, failures, next due."""
     if ctx.invoked_subcommand is not None:
         return
-    config = _config()
+    from aggregator.health import feed_notes
     from aggregator.storage import open_storage
 
+    config = _config()
     storage = _open_storage(config, open_storage)
     try:
         storage.sync_feeds(config.feeds, datetime.now().astimezone())
@@ -240,9 +241,7 @@ def feeds(ctx: typer.Context) -> None:
         storage.close()
     table = Table("feed", "last poll", "status", "failures", "next due", "error / note")
     for feed in known:
-        note = feed.error or ""
-        if feed.moved_to:
-            note = f"moved permanently to {feed.moved_to}. {note}".strip()
+        note = "; ".join(feed_notes(feed))
         table.add_row(
             feed.display_name,
             _short_time(feed.last_polled),

@@ -135,6 +135,7 @@ def seed(storage: SqlStorage) -> None:
         status=410,
         error="HTTP 410 Gone",
         moved_to="https://omega.example/new-feed",
+        gone=True,
     )
     storage.store_refresh(FeedRefresh(OMEGA, gone))
 

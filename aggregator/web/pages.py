@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from aggregator.health import feed_notes
 from aggregator.publish import sources_html
 from aggregator.publish._common import safe_url
 from aggregator.types import FeedState, Story, StorySource
@@ -173,15 +174,7 @@ def feed_views(feeds: Sequence[FeedState]) -> list[FeedView]:
     """What the feeds page shows for each feed: health class, status and a note in words."""
     views = []
     for feed in feeds:
-        notes = []
-        if feed.status == HTTPStatus.GONE:
-            notes.append("gone: the server says this feed was removed for good")
-        if feed.moved_to:
-            notes.append(f"moved permanently to {feed.moved_to}; update feeds.yml")
-        if feed.error:
-            notes.append(feed.error)
-        if not feed.active:
-            notes.append("no longer in feeds.yml")
+        notes = feed_notes(feed)
         if feed.last_polled is None:
             health = "pending"
         elif feed.error:
