@@ -1,0 +1,172 @@
+"""Shared pieces of the command line: the Typer apps, consoles, exit codes, error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from aggregator import __version__
+from aggregator.config import Config, load_config
+from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.types import Story
+
+app = typer.Typer(
+    name="aggregator",
+    help="Poll news feeds, merge the same story from many outlets, publish merged feeds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+feeds_app = typer.Typer(help="Show the configured feeds and their health.")
+app.add_typer(feeds_app, name="feeds")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_RUNTIME = 1
+EXIT_BAD_INPUT = 2
+
+
+class _State:
+    config_path: Path | None = None
+
+
+def fail(message: str, code: int) -> NoReturn:
+    # Plain text, never re-wrapped: error lines must stay greppable (file:line: key: problem).
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def load() -> Config:
+    try:
+        return load_config(_State.config_path)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"aggregator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The feeds.yml to use (default: $AGGREGATOR_CONFIG, else ./feeds.yml).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    _State.config_path = config
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO; our own poll line says more, once.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def config_or_defaults() -> Config:
+    """The configuration, or built-in defaults when no feeds.yml exists (for ``inspect``)."""
+    from aggregator.config import load_config_text
+
+    try:
+        return load_config(_State.config_path)
+    except ConfigError as exc:
+        if _State.config_path is None and not Path("feeds.yml").exists():
+            return load_config_text("settings: {}\nfeeds: []\n", Path("feeds.yml").resolve())
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+def open_storage_or_exit(config: Config, opener: Any) -> Any:
+    try:
+        return opener(config.settings.storage_url)
+    except AggregatorError as exc:
+        fail(f"cannot open storage: {exc}", EXIT_RUNTIME)
+
+
+def run_async(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except AggregatorError as exc:
+        fail(f"error: {exc}", EXIT_RUNTIME)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def short_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+def story_to_json(story: Story) -> dict[str, Any]:
+    return {
+        "id": story.id,
+        "title": story.title,
+        "first_published": iso(story.first_published),
+        "updated": iso(story.updated),
+        "sources": [
+            {
+                "outlet": s.feed_name,
+                "title": s.title,
+                "url": s.url,
+                "published": iso(s.published),
+                "score": s.score,
+                "evidence": dict(s.evidence),
+            }
+            for s in story.sources
+        ],
+    }
+
+
+def print_stories(found: Sequence[Story], *, explain: bool = False) -> None:
+    if not found:
+        out.print("no stories yet")
+        return
+    for story in found:
+        out.print(
+            f"[bold]{escape(story.title)}[/bold]  [dim]{story.id} · "
+            f"{len(story.sources)} source(s) · {short_time(story.first_published)}[/dim]"
+        )
+        for source in story.sources:
+            out.print(
+                f"  - {escape(source.feed_name)}: {escape(source.title)}"
+                f"  [dim]{short_time(source.published)}[/dim]"
+            )
+            if source.url:
+                out.print(f"    {escape(source.url)}", highlight=False)
+            if explain:
+                out.print(f"    entry {escape(source.entry_id)}", highlight=False)
+                reason = json.dumps(dict(source.evidence), ensure_ascii=False, sort_keys=True)
+                out.print(f"    score {source.score:.3f}: {escape(reason)}", highlight=False)
+        out.print()
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,136 @@
+"""Commands that poll and run: check, run, poll, inspect, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aggregator.cli._common import (
+    EXIT_BAD_INPUT,
+    app,
+    config_or_defaults,
+    err,
+    fail,
+    load,
+    out,
+    print_stories,
+    run_async,
+)
+from aggregator.runtime import open_runtime
+from aggregator.update import RefreshResult, summarise
+
+
+@app.command()
+def check() -> None:
+    """Validate feeds.yml; exit 2 with the precise error when it is wrong."""
+    config = load()
+    out.print(
+        f"{config.path}: ok, {len(config.feeds)} feeds, storage {config.settings.storage_url}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def run(
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen", help="Serve the web page and feeds on HOST:PORT (default: settings.listen)."
+        ),
+    ] = None,
+) -> None:
+    """Run the service: poll every feed at its interval, publish, and serve the web page."""
+    from aggregator.config import parse_listen
+    from aggregator.reload import ConfigWatcher
+    from aggregator.service import Service
+    from aggregator.web import Metrics, bind_socket, create_app, serve
+
+    config = load()
+    host, port = config.settings.listen_host, config.settings.listen_port
+    if listen is not None:
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            fail(f"--listen: {exc}", EXIT_BAD_INPUT)
+
+    async def main() -> None:
+        sock = bind_socket(host, port)  # fail fast when the address is taken
+        async with open_runtime(config) as runtime:
+            metrics = Metrics()
+            service = Service(runtime, observer=metrics)
+            stop = asyncio.Event()
+            watcher = ConfigWatcher(config.path, service.apply_config, current=config)
+            web = create_app(runtime.storage, settings=config.settings, metrics=metrics)
+            tasks = [
+                asyncio.create_task(serve(web, host, port, stop, sock=sock)),
+                asyncio.create_task(watcher.run()),
+            ]
+            logging.getLogger("aggregator").info("serving http://%s:%d/", host, port)
+            try:
+                await service.run()
+            finally:
+                stop.set()
+                watcher.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    run_async(main())
+
+
+@app.command()
+def poll() -> None:
+    """Poll every feed once now, then publish the merged feeds."""
+    config = load()
+    logging.getLogger("aggregator").setLevel(logging.WARNING)
+
+    async def main() -> list[RefreshResult]:
+        async with open_runtime(config) as runtime:
+            feeds = runtime.storage.list_feeds()
+            with Progress(
+                TextColumn("polling"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=len(feeds))
+
+                def done(result: RefreshResult) -> None:
+                    progress.update(task, advance=1, description=result.name[:40])
+
+                results = await runtime.updater.refresh_many(feeds, on_done=done)
+            runtime.publish()
+            return results
+
+    results = run_async(main())
+    for result in results:
+        out.print(result.log_line(), markup=False, highlight=False)
+    out.print(summarise(results), markup=False, highlight=False)
+
+
+@app.command()
+def inspect(
+    sources: Annotated[list[str], typer.Argument(help="Feed URLs or local feed files.")],
+) -> None:
+    """Print the parsed, normalised entries of feeds as JSON lines (one object per entry)."""
+    from aggregator.inspect import inspect_sources
+
+    config = config_or_defaults()
+    for line in run_async(inspect_sources(config, sources)):
+        out.print(json.dumps(line, ensure_ascii=False), soft_wrap=True, markup=False)
+
+
+@app.command()
+def demo() -> None:
+    """Serve bundled sample feeds on 127.0.0.1, poll them and print the merged stories."""
+    from aggregator.demo import run_demo
+
+    found = run_async(run_demo())
+    print_stories(found, explain=False)
