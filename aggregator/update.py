@@ -37,7 +37,7 @@ from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match import Matcher
-from aggregator.normalise import normalise_entry
+from aggregator.normalise import TITLE_MAX_CHARS, normalise_entry, plain_text, truncate
 from aggregator.parse import parse_feed
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
@@ -247,7 +247,7 @@ class Updater:
             etag=result.etag or (feed.etag if unchanged else None),
             last_modified=result.last_modified or (feed.last_modified if unchanged else None),
             body_hash=feed.body_hash if unchanged else body_hash(result.content or b""),
-            title=None if parsed is None else parsed.feed.title,
+            title=None if parsed is None else _feed_title(parsed.feed.title),
             moved_to=result.permanent_redirect or feed.moved_to,
             poll_interval=interval,
         )
@@ -339,6 +339,13 @@ class Updater:
             return outcome
 
         return list(await asyncio.gather(*(one(f) for f in feeds)))
+
+
+def _feed_title(title: str | None) -> str | None:
+    """The feed's own title as plain text, like every entry field: it names the outlet in
+    published files and pages when feeds.yml gives no name."""
+    text = truncate(plain_text(title), TITLE_MAX_CHARS)
+    return text or None
 
 
 def _since(started: float) -> float:
