@@ -326,7 +326,11 @@ class Updater:
         feeds: Iterable[FeedState],
         on_done: Callable[[RefreshResult], None] | None = None,
     ) -> list[RefreshResult]:
-        """Refresh feeds concurrently (the fetcher bounds the concurrency)."""
+        """Refresh feeds concurrently (the fetcher bounds the concurrency).
+
+        Feeds marked gone (HTTP 410) are skipped: the publisher asked us to stop, so not
+        even a one-off ``aggregator poll`` of every feed asks again.
+        """
 
         async def one(feed: FeedState) -> RefreshResult:
             try:
@@ -338,7 +342,7 @@ class Updater:
                 on_done(outcome)
             return outcome
 
-        return list(await asyncio.gather(*(one(f) for f in feeds)))
+        return list(await asyncio.gather(*(one(f) for f in feeds if not f.gone)))
 
 
 def _feed_title(title: str | None) -> str | None:
