@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.match import Matcher
+from aggregator.match import MatchConfig, Matcher
+from aggregator.match.link import anchors_agree, average_link, figures_conflict
+from aggregator.match.prior import prior_idf
 from aggregator.match.text import entities, numbers, terms
 from aggregator.types import Entry
 
@@ -321,3 +323,68 @@ def test_text_features() -> None:
     assert "erdogan" in terms("Erdoğan's talks")
     assert "talk" in terms("Erdoğan's talks")
     assert entities("Talks held by Putin and NATO in Ankara") == {"putin", "nato", "ankara"}
+
+
+def test_no_story_merges_between_the_three_syria_stories() -> None:
+    matcher = Matcher(window=timedelta(days=30))
+    assign_all(matcher, ASTANA_REPORTS + PHONE_CALL_REPORTS + ANKARA_REPORTS)
+    assert matcher.take_merges() == []
+
+
+def test_alike_stories_merge_into_the_older_and_the_merge_is_reported() -> None:
+    # Two stored stories about the same talks (as a rebuild from storage may hold them).
+    matcher = Matcher()
+    matcher.add_known(ANKARA_REPORTS[0], "story-old")
+    matcher.add_known(ANKARA_REPORTS[2], "story-old")
+    matcher.add_known(ANKARA_REPORTS[1], "story-new")
+    joined = matcher.assign(ANKARA_REPORTS[3])
+    merges = matcher.take_merges()
+    assert [(m.into, m.other) for m in merges] == [("story-old", "story-new")]
+    assert merges[0].evidence["rule"] == "average_link"
+    assert merges[0].score >= MatchConfig().link_threshold
+    assert json.loads(json.dumps(merges[0].evidence))["link_terms"]
+    assert matcher.story_of(ANKARA_REPORTS[1].key) == "story-old"
+    assert joined.story_id in {"story-old", "story-new"}
+    assert matcher.take_merges() == []
+    matcher.add_known(ANKARA_REPORTS[4], "story-new")
+    assert matcher.story_of(ANKARA_REPORTS[4].key) == "story-old"
+
+
+def test_stories_with_different_figures_do_not_merge() -> None:
+    matcher = Matcher()
+    matcher.add_known(entry("a.com", "1", "Poll: 92% of Germans back coal exit", ANKARA), "a")
+    matcher.add_known(entry("b.com", "2", "Poll: 72% of Germans back coal exit", ANKARA), "b")
+    matcher.assign(entry("c.com", "3", "Poll: 92% of Germans back a coal exit", ANKARA))
+    assert matcher.take_merges() == []
+    assert matcher.story_of(("https://b.com/rss", "2")) == "b"
+
+
+def test_forbidden_entry_blocks_a_story_merge() -> None:
+    matcher = Matcher()
+    matcher.add_known(ANKARA_REPORTS[0], "story-old")
+    matcher.add_known(ANKARA_REPORTS[2], "story-old")
+    matcher.add_known(ANKARA_REPORTS[1], "story-new")
+    matcher.forbid(ANKARA_REPORTS[1].key, "story-old")
+    matcher.add_known(ANKARA_REPORTS[1], "story-new")
+    matcher.assign(ANKARA_REPORTS[3])
+    assert matcher.take_merges() == []
+
+
+def test_average_link_and_anchors() -> None:
+    # Every member names its firm; some mention the bankruptcy filing.
+    idf = {"sbarro": 9.0, "pizza": 7.0, "gox": 9.0, "bitcoin": 7.0, "bankruptcy": 5.0}.__getitem__
+    a = {"sbarro": 0.1, "pizza": 0.06, "bankruptcy": 0.05}
+    b = {"gox": 0.1, "bitcoin": 0.06, "bankruptcy": 0.05}
+    same, _ = average_link(a, 1, a, 1, idf)
+    other, terms = average_link(a, 1, b, 1, idf)
+    assert same > other > 0
+    assert terms[0] == "bankruptcy"
+    assert anchors_agree(a, a, idf)
+    assert not anchors_agree(a, b, idf)
+    assert figures_conflict({"%:92"}, {"%:72": 1})
+    assert not figures_conflict({"%:92", "n:2014"}, {"%:92": 1, "n:2013": 1})
+
+
+def test_prior_weighs_rare_names_above_common_words() -> None:
+    assert (prior_idf("plosser") or 0) > (prior_idf("bankruptcy") or 0) > (prior_idf("says") or 0)
+    assert prior_idf("2014") is None

@@ -18,6 +18,20 @@ latest members; a penalty for named entities the story never mentions; a penalty
 state figures of one kind (92% vs 72%) and none agree; a mild time-proximity factor. Identical
 canonical URL or identical long summary (wire copy) joins outright.
 
+Prior weights (``prior.py``). Each term's weight blends the online IDF with a prior from
+general English word frequencies (``wordfreq``), so from the first entry "says" weighs little
+and a rare name much, and a busy topic's own name is not made common by its many reports.
+
+Average link (``link.py``). Each member is a unit TF-IDF vector; a story keeps their sum, so the
+mean cosine over all member pairs of two stories is one sparse dot product. An entry no story
+scores high enough for still joins the story its members resemble on average (the link,
+times the time-proximity factor, at least ``LINK_THRESHOLD``), and a story that has grown by
+half since it was last compared is folded into its closest neighbour above the same threshold:
+the older story id survives, and the merge is queued with its evidence for the pipeline to
+persist (:meth:`Matcher.take_merges`). Average link does not chain the way single link does,
+and both sides' top terms must appear on the other side (two bankruptcies of different firms
+share only "files for bankruptcy"), and no conflicting figures may be stated.
+
 Assignment (``matcher.py``). The entry is compared with each candidate story as a whole (the
 centroid and several members), never with its latest entry alone, so a story cannot drift
 link by link. The best story above the threshold wins; otherwise a new story id is minted. An
@@ -27,7 +41,8 @@ update. The core decision is a pure function of the index and the entry (no cloc
 the window is measured on published times.
 """
 
+from aggregator.match.link import StoryMerge
 from aggregator.match.matcher import Decision, Matcher
 from aggregator.match.score import MatchConfig, Signals
 
-__all__ = ["Decision", "MatchConfig", "Matcher", "Signals"]
+__all__ = ["Decision", "MatchConfig", "Matcher", "Signals", "StoryMerge"]

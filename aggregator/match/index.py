@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from aggregator.match.prior import prior_idf
 from aggregator.match.text import Features
 
 # Posting lists longer than this (stories holding the term) are skipped when looking for
@@ -22,6 +23,9 @@ from aggregator.match.text import Features
 # per-entry cost at 100k stories was 1.15x, 1.61x and 2.39x that at 10k in three runs of
 # benchmarks/match_scaling.py on a shared, loaded 2-core machine (noisy; not yet settled).
 POSTING_CAP = 400
+
+# Share of the general-English prior in a term's weight (the rest is online IDF).
+PRIOR_SHARE = 0.5
 
 # How many of the best index hits (by shared IDF weight) are scored in full: bounds the cost of
 # the rapidfuzz and centroid signals per entry. Not yet tuned; a reasoned margin over the few
@@ -47,15 +51,27 @@ class StoryState:
     urls: set[str] = field(default_factory=set)
     wires: set[str] = field(default_factory=set)
     newest: datetime | None = None
+    # Sum over members of each term's share of the member's unit vector, without the IDF
+    # factor (applied when compared): the average-link signal between stories (``link.py``).
+    mass: dict[str, float] = field(default_factory=dict)
+    member_mass: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    # Creation order (older stories keep their id when two merge) and the size at which the
+    # story is next compared with its neighbours.
+    born: int = 0
+    next_check: int = 1
 
     @property
     def size(self) -> int:
         """Number of member entries."""
         return len(self.members)
 
-    def add(self, feats: Features) -> list[str]:
-        """Add a member; return the index terms that are new to this story."""
+    def add(self, feats: Features, mass: dict[str, float] | None = None) -> list[str]:
+        """Add a member (with its unit-vector ``mass``); return the index terms new here."""
         self.members[feats.key] = feats
+        if mass:
+            self.member_mass[feats.key] = mass
+            for term, value in mass.items():
+                self.mass[term] = self.mass.get(term, 0.0) + value
         self.order.append(feats.key)
         fresh = []
         for term in feats.all_terms:
@@ -76,6 +92,12 @@ class StoryState:
         """Remove a member; return the index terms no member holds any more."""
         feats = self.members.pop(key)
         self.order.remove(key)
+        for term, value in self.member_mass.pop(key, {}).items():
+            left = self.mass.get(term, 0.0) - value
+            if left > 1e-9:
+                self.mass[term] = left
+            else:
+                self.mass.pop(term, None)
         gone = []
         for term in feats.all_terms:
             self.term_counts[term] -= 1
@@ -104,10 +126,29 @@ class TermIndex:
         self.df: Counter[str] = Counter()
         self.docs = 0
         self.postings: dict[str, dict[str, None]] = {}
+        self._prior: dict[str, float | None] = {}
+        self._logs: list[float] = []  # ln(df + 1) by df
+        self._log_docs = 1.0
 
     def idf(self, term: str) -> float:
-        """Smoothed inverse document frequency over the entries currently in the window."""
-        return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
+        """Online IDF over the window blended with the general-English prior (``prior.py``)."""
+        df = self.df.get(term, 0)
+        logs = self._logs
+        while len(logs) <= df:
+            logs.append(math.log(len(logs) + 1))
+        online = self._log_docs - logs[df]
+        try:
+            prior = self._prior[term]
+        except KeyError:
+            prior = self._prior[term] = prior_idf(term)
+        if prior is None:
+            return online
+        return (1.0 - PRIOR_SHARE) * online + PRIOR_SHARE * prior
+
+    def _set_docs(self, docs: int) -> None:
+        self.docs = docs
+        # ln(docs + 1) + 1, so that idf = _log_docs - ln(df + 1) is the smoothed IDF.
+        self._log_docs = math.log(docs + 1) + 1.0
 
     def df_of(self, term: str) -> int:
         """Number of entries in the window holding ``term``."""
@@ -115,12 +156,12 @@ class TermIndex:
 
     def observe(self, terms: Iterable[str]) -> None:
         """Count one document's terms."""
-        self.docs += 1
+        self._set_docs(self.docs + 1)
         self.df.update(terms)
 
     def forget(self, terms: Iterable[str]) -> None:
         """Remove one document's terms from the counts (the entry left the window)."""
-        self.docs = max(0, self.docs - 1)
+        self._set_docs(max(0, self.docs - 1))
         for term in terms:
             left = self.df[term] - 1
             if left > 0:

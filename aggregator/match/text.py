@@ -56,6 +56,8 @@ _UNIT_KIND = {
 
 def fold(text: str) -> str:
     """Lower-case, strip accents (Erdoğan == Erdogan) and unify apostrophes."""
+    if text.isascii():
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return plain.replace("’", "'").casefold()

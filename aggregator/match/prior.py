@@ -1,0 +1,37 @@
+"""Prior term weights from general English word frequencies (the ``wordfreq`` data).
+
+Online IDF knows nothing until the window fills, and inside one busy topic it wrongly makes the
+topic's own name common. A prior from general usage says from the first entry that "says"
+weighs little and "Plosser" much; :class:`~aggregator.match.index.TermIndex` blends the two.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import wordfreq
+
+# Word frequencies below this count as this (names wordfreq has never seen, typos): -ln(1e-7)
+# is about the weight of a rare word such as "titanfall" (4e-7).
+FLOOR_FREQUENCY = 1e-7
+# Subtracted from -ln(frequency) to bring the prior onto the scale of online IDF
+# (ln(N / df) + 1, about 1..10 for a window of thousands of entries): "the" -> 0.5 (floored),
+# "says" -> 2.1, "stock" -> 3.4, "bankruptcy" -> 5.3, an unseen name -> 10.1.
+SHIFT = 6.0
+# Lowest prior weight: function words keep a small positive weight.
+MIN_PRIOR = 0.5
+
+
+@cache
+def _frequencies() -> dict[str, float]:
+    return dict(wordfreq.get_frequency_dict("en", wordlist="best"))
+
+
+def prior_idf(term: str) -> float | None:
+    """The prior weight of a term (bigrams: that of their rarer word); None for figures."""
+    if any(c.isdigit() for c in term):
+        return None
+    freqs = _frequencies()
+    rarest = min(freqs.get(part, 0.0) for part in term.split("_"))
+    return max(MIN_PRIOR, -math.log(max(rarest, FLOOR_FREQUENCY)) - SHIFT)
