@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
+from aggregator.parallel import ParsePool
 from aggregator.storage import open_storage
 from aggregator.storage.base import Storage
 from aggregator.update import Clock, PollPolicy, Updater, publish, utcnow
@@ -52,9 +53,14 @@ async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterato
         s = config.settings
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
-        async with make_fetcher(config) as fetcher:
+        async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
             updater = Updater(
-                storage, fetcher, match_window=s.match_window, policy=policy, clock=clock
+                storage,
+                fetcher,
+                match_window=s.match_window,
+                policy=policy,
+                parse_pool=parse_pool,
+                clock=clock,
             )
             yield Runtime(config, storage, updater, clock)
     finally:

@@ -38,6 +38,7 @@ from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match import Matcher
 from aggregator.normalise import TITLE_MAX_CHARS, normalise_entry, plain_text, truncate
+from aggregator.parallel import ParsePool
 from aggregator.parse import parse_feed
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
@@ -148,10 +149,12 @@ class Updater:
         *,
         match_window: timedelta,
         policy: PollPolicy | None = None,
+        parse_pool: ParsePool | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.storage = storage
         self.fetcher = fetcher
+        self.parse_pool = parse_pool
         self.match_window = match_window
         self.policy = policy or PollPolicy()
         self.clock = clock
@@ -208,7 +211,7 @@ class Updater:
             )
 
         try:
-            parsed = await asyncio.to_thread(_parse_and_normalise, result, feed.url, now)
+            parsed = await self._parse(result, feed.url, now)
         except ParseError as exc:
             return await self._record_error(feed, exc, now, started, status=result.status)
 
@@ -224,6 +227,16 @@ class Updater:
             None,
             _since(started),
         )
+
+    async def _parse(self, result: FetchResult, feed_url: str, now: datetime) -> _Parsed:
+        """Parse and normalise in the process pool when there is one (feedparser is pure
+        Python: in a thread it would hold the GIL and stall every other feed)."""
+        if self.parse_pool is None or result.content is None:
+            return await asyncio.to_thread(_parse_and_normalise, result, feed_url, now)
+        document, entries = await self.parse_pool.parse(
+            result.content, result.headers, result.final_url, feed_url, now
+        )
+        return _Parsed(document, entries)
 
     def _success_state(
         self, feed: FeedState, result: FetchResult, now: datetime, parsed: _Parsed | None
