@@ -14,7 +14,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import match as bench  # noqa: E402
-from benchmarks.data import SHARED_DATA, cluster_scores, load_tsv, roc_auc  # noqa: E402
+from benchmarks.data import (  # noqa: E402
+    SHARED_DATA,
+    cluster_scores,
+    load_tsv,
+    roc_auc,
+    stsb_pair_check,
+)
 
 TINY = """entry_id\ttitle\tstory_id\tsource
 1\tFed's Plosser sees high bar for change in pace of tapering\tfed\tReuters
@@ -66,3 +72,12 @@ def test_shared_data_loads() -> None:
     stream = load_tsv(SHARED_DATA / "uci-news-head" / "entries.tsv")
     assert len(stream) == 6366
     assert len({item.story for item in stream}) == 87
+
+
+def test_stsb_pair_check_counts_only_judged_pairs() -> None:
+    pairs = [(4.6, "a", "b"), (0.4, "a", "c"), (3.0, "b", "c"), (1.8, "d", "e")]
+    check = stsb_pair_check(pairs, {"a": "s1", "b": "s1", "c": "s1", "d": "s2", "e": "s3"})
+    assert (check.merged_same, check.same) == (1, 1)
+    assert (check.merged_different, check.different) == (1, 2)
+    assert check.precision == 0.5
+    assert check.recall == 1.0

@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from aggregator.match.index import MAX_CANDIDATES, StoryState, TermIndex
 from aggregator.match.link import (
     LINK_CANDIDATES,
+    RELATIVE_MIN_SIZE,
     StoryMerge,
     anchors_agree,
     average_link,
     check_due,
+    cohesion,
     figures_conflict,
     query_terms,
     unit_mass,
@@ -63,6 +65,7 @@ class Matcher:
         self._alias: dict[str, str] = {}
         self._norms: dict[str, tuple[int, float]] = {}
         self._born = 0
+        self._cohesions: dict[str, tuple[int, float]] = {}
         self._merges: list[StoryMerge] = []
 
     # -- public API -------------------------------------------------------------------------
@@ -228,7 +231,7 @@ class Matcher:
                 continue
             link, top = average_link(story.mass, story.size, other.mass, other.size, idf)
             link *= proximity(story.newest, other.newest)
-            if link >= self.config.link_threshold:
+            if link >= self.config.link_threshold or self._alike(story, other, link):
                 scored.append((link, top, other))
         scored.sort(key=lambda item: item[0], reverse=True)
         best = next((s for s in scored if anchors_agree(story.mass, s[2].mass, idf)), None)
@@ -240,6 +243,21 @@ class Matcher:
         evidence["sizes"] = [older.size, younger.size]
         self._merges.append(StoryMerge(older.story_id, younger.story_id, link, evidence))
         self.merge(older.story_id, younger.story_id)
+
+    def _alike(self, a: StoryState, b: StoryState, link: float) -> bool:
+        """Two established stories about as close to each other as their own members are."""
+        config = self.config
+        if min(a.size, b.size) < RELATIVE_MIN_SIZE or link < config.relative_floor:
+            return False
+        return link >= config.relative_link * min(self._cohesion(a), self._cohesion(b))
+
+    def _cohesion(self, story: StoryState) -> float:
+        cached = self._cohesions.get(story.story_id)
+        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
+            return cached[1]
+        value = cohesion(story.mass, story.size, self.index.idf)
+        self._cohesions[story.story_id] = (story.size, value)
+        return value
 
     def _may_merge(self, a: StoryState, b: StoryState) -> bool:
         if a.newest is None or b.newest is None:
