@@ -150,11 +150,20 @@ def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
     return _stored_entries(conn, entries.c.published >= since, entries.c.published)
 
 
+# The store sequence column is a 32-bit INTEGER on PostgreSQL: a larger bound must not reach
+# the comparison, where it fails with "integer out of range".
+_SEQ_MAX = 2**31 - 1
+
+
 def entries_after_seq(conn: Connection, seq: int) -> tuple[list[StoredEntry], int]:
-    """Linked entries written after store sequence ``seq``, and the highest sequence seen."""
-    found = _stored_entries(conn, entries.c.seq > seq, entries.c.seq)
+    """Linked entries written after store sequence ``seq``, and the highest sequence stored.
+
+    A ``seq`` beyond every stored one (a caller learning only the newest number) finds nothing
+    and gets the real newest number back, so its next call sees what is written from then on.
+    """
+    found = _stored_entries(conn, entries.c.seq > min(seq, _SEQ_MAX), entries.c.seq)
     newest = conn.execute(select(func.max(entries.c.seq))).scalar()
-    return found, max(seq, int(newest or 0))
+    return found, int(newest or 0)
 
 
 def _stored_entries(conn: Connection, where: Any, order: Any) -> list[StoredEntry]:
