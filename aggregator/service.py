@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -32,18 +33,27 @@ from aggregator.update import RefreshResult
 
 log = logging.getLogger("aggregator.service")
 
-# How often the service looks for due feeds. Feed intervals are minutes long, so a few seconds
-# of lateness is invisible, and one indexed query every 5 s costs nothing.
+# How often the service looks for due feeds when no refresh has finished meanwhile (a finished
+# refresh claims a replacement at once). Feed intervals are minutes long, so a few seconds of
+# lateness is invisible, and one indexed query every 5 s costs nothing.
 TICK = timedelta(seconds=5)
 
-# A claim must outlive the slowest refresh it covers (the fetch deadline, then parse, match
-# and store) or a second worker could take the feed while the first still works on it; a
-# crashed worker's feeds are retaken after this long.
-LEASE_MARGIN = timedelta(minutes=2)
+# The part of a claim after the fetch: parse, normalise, wait for the matching lock, match and
+# store. Each takes milliseconds for a news feed and a few seconds for a max-size document.
+POST_FETCH_MARGIN = timedelta(seconds=15)
 
-# Claim at most this many feeds per free fetch slot per tick: enough to keep every slot busy
-# until the next tick, few enough that other workers get their share of a big backlog.
-CLAIMS_PER_SLOT = 4
+
+def lease_for(*, deadline: timedelta, concurrency: int, per_host: int) -> timedelta:
+    """How long a claim lasts: it must outlive the slowest refresh it covers, or a second
+    worker could take the feed while the first still works on it; a crashed worker's feeds are
+    retaken after this long.
+
+    A worker claims at most one feed per fetch slot (``concurrency``), so no claimed feed
+    waits for a slot; at worst they all share one host, whose limit runs them ``per_host`` at
+    a time, each round taking up to the fetch deadline.
+    """
+    rounds = math.ceil(concurrency / max(1, min(per_host, concurrency)))
+    return deadline * rounds + POST_FETCH_MARGIN
 
 
 class PollObserver(Protocol):
@@ -67,10 +77,14 @@ class Service:
         self._in_flight: dict[str, asyncio.Task[RefreshResult]] = {}
         self._dirty = False
         self._stopping = asyncio.Event()
+        self._claiming = asyncio.Lock()
+        self._refill: asyncio.Task[None] | None = None
+        self._refill_wanted = False
 
     @property
     def lease(self) -> timedelta:
-        return self.runtime.config.settings.deadline + LEASE_MARGIN
+        s = self.runtime.config.settings
+        return lease_for(deadline=s.deadline, concurrency=s.concurrency, per_host=s.per_host)
 
     async def run(self) -> None:
         """Run until SIGINT/SIGTERM (or ``stop()``)."""
@@ -94,6 +108,9 @@ class Service:
             await self._stopping.wait()
         finally:
             scheduler.shutdown(wait=False)
+            if self._refill is not None:
+                self._refill.cancel()
+                await asyncio.gather(self._refill, return_exceptions=True)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self._cancel_in_flight()
@@ -122,31 +139,53 @@ class Service:
         if self._stopping.is_set():
             return
         runtime = self.runtime
-        now = runtime.clock()
-        free = runtime.config.settings.concurrency * CLAIMS_PER_SLOT - len(self._in_flight)
-        try:
-            due = await asyncio.to_thread(
-                runtime.storage.claim_due_feeds, self.worker, now, self.lease, free
-            )
-        except StorageError as exc:
-            log.error("cannot claim due feeds: %s", exc)
-            return
-        for feed in due:
-            if feed.url not in self._in_flight:
-                self._start(feed)
+        await self._claim()
         try:
             if await runtime.updater.reload_corrections():
                 self._dirty = True
         except StorageError as exc:
             log.error("cannot read manual corrections: %s", exc)
-        runtime.updater.matcher.expire(now)
+        runtime.updater.matcher.expire(runtime.clock())
         if self._dirty:
             await self._publish()
+
+    async def _claim(self) -> None:
+        """Claim due feeds for the free fetch slots and start their refreshes."""
+        async with self._claiming:
+            runtime = self.runtime
+            free = runtime.config.settings.concurrency - len(self._in_flight)
+            if free <= 0 or self._stopping.is_set():
+                return
+            try:
+                due = await asyncio.to_thread(
+                    runtime.storage.claim_due_feeds, self.worker, runtime.clock(), self.lease, free
+                )
+            except StorageError as exc:
+                log.error("cannot claim due feeds: %s", exc)
+                return
+            for feed in due:
+                if feed.url not in self._in_flight:
+                    self._start(feed)
 
     def _start(self, feed: FeedState) -> None:
         task = asyncio.create_task(self._refresh(feed), name=f"refresh {feed.url}")
         self._in_flight[feed.url] = task
-        task.add_done_callback(lambda _t: self._in_flight.pop(feed.url, None))
+        task.add_done_callback(lambda _t: self._slot_freed(feed.url))
+
+    def _slot_freed(self, url: str) -> None:
+        """A refresh ended: claim a replacement now rather than at the next tick."""
+        self._in_flight.pop(url, None)
+        if self._stopping.is_set():
+            return
+        self._refill_wanted = True
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._refill_slots(), name="claim freed slots")
+
+    async def _refill_slots(self) -> None:
+        # Slots freed while a claim was running are claimed by the next round of the loop.
+        while self._refill_wanted and not self._stopping.is_set():
+            self._refill_wanted = False
+            await self._claim()
 
     async def _refresh(self, feed: FeedState) -> RefreshResult:
         (result,) = await self.runtime.updater.refresh_many([feed])
