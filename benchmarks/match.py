@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.match import MatchConfig, Matcher
+from aggregator.match.semantic import Embedder
 from benchmarks.data import (
     REPLAY_START,
     SHARED_DATA,
@@ -59,13 +60,15 @@ class Run:
         return int(self.entries / self.seconds) if self.seconds else 0
 
 
-def replay(stream: Sequence[Labelled], config: MatchConfig | None = None) -> Run:
+def replay(
+    stream: Sequence[Labelled], config: MatchConfig | None = None, embedder: Embedder | None = None
+) -> Run:
     """Feed ``stream`` to a fresh Matcher in order; time only the matcher's own calls.
 
     Story merges the matcher reports are applied as the pipeline persists them: each entry is
     scored in the story its assigned story was finally folded into.
     """
-    matcher = Matcher(config=config)
+    matcher = Matcher(config=config, embedder=embedder)
     predicted = []
     folded: dict[str, str] = {}
     elapsed = 0.0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from aggregator.match import MatchConfig, Matcher
 from aggregator.match.link import anchors_agree, average_link, figures_conflict
 from aggregator.match.prior import prior_idf
+from aggregator.match.semantic import CachedEmbedder, SemanticUnavailable, load_minilm
 from aggregator.match.text import entities, numbers, terms
 from aggregator.types import Entry
 
@@ -388,3 +391,41 @@ def test_average_link_and_anchors() -> None:
 def test_prior_weighs_rare_names_above_common_words() -> None:
     assert (prior_idf("plosser") or 0) > (prior_idf("bankruptcy") or 0) > (prior_idf("says") or 0)
     assert prior_idf("2014") is None
+
+
+def _topic_embedder(texts: Sequence[str]) -> list[list[float]]:
+    """A stand-in sentence encoder: headlines naming Putin or the Kremlin point one way."""
+    return [[1.0, 0.0] if ("Putin" in t or "Kremlin" in t) else [0.0, 1.0] for t in texts]
+
+
+def test_semantic_signal_joins_what_words_alone_do_not() -> None:
+    paraphrase = entry("x.com", "1", "Kremlin chief and Turkish leader vow joint push", ANKARA)
+    plain = Matcher()
+    base = plain.assign(ANKARA_REPORTS[4]).story_id
+    assert plain.assign(paraphrase).story_id != base
+    semantic = Matcher(embedder=_topic_embedder)
+    story = semantic.assign(ANKARA_REPORTS[4]).story_id
+    joined = semantic.assign(paraphrase)
+    assert joined.story_id == story
+    semantic.forbid(paraphrase.key, story)
+    assert semantic.assign(paraphrase).story_id != story
+
+
+def test_cached_embedder_encodes_each_text_once() -> None:
+    calls: list[int] = []
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return [[float(len(t))] for t in texts]
+
+    cached = CachedEmbedder(embed)
+    cached.prime(["a", "bb", "a"])
+    assert cached(["bb", "a"]) == [[2.0], [1.0]]
+    assert calls == [2]
+
+
+def test_missing_semantic_extra_is_reported() -> None:
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("the semantic extra is installed here")
+    with pytest.raises(SemanticUnavailable):
+        load_minilm()

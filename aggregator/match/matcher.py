@@ -28,6 +28,14 @@ from aggregator.match.score import (
     story_norm,
     threshold_for,
 )
+from aggregator.match.semantic import (
+    SEMANTIC_MID,
+    SEMANTIC_SHARE,
+    SEMANTIC_WEIGHT,
+    Embedder,
+    SemanticState,
+    Vector,
+)
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
 
@@ -52,9 +60,14 @@ class Matcher:
     """Assigns entries to stories within a sliding window of published times."""
 
     def __init__(
-        self, window: timedelta = timedelta(hours=48), config: MatchConfig | None = None
+        self,
+        window: timedelta = timedelta(hours=48),
+        config: MatchConfig | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """``embedder`` (optional, see ``semantic.py``) adds the sentence-embedding signal."""
         self.window = window
+        self.semantic = SemanticState(embedder) if embedder is not None else None
         self.config = config or MatchConfig()
         self.index = TermIndex()
         self.stories: dict[str, StoryState] = {}
@@ -65,6 +78,7 @@ class Matcher:
         self._alias: dict[str, str] = {}
         self._norms: dict[str, tuple[int, float]] = {}
         self._born = 0
+        self._last_vector: tuple[Features, Vector] | None = None
         self._cohesions: dict[str, tuple[int, float]] = {}
         self._merges: list[StoryMerge] = []
 
@@ -174,6 +188,7 @@ class Matcher:
                 return Decision(table[value], 1.0, {"rule": rule, "score": 1.0})
         weights = entry_weights(feats, idf)
         idfs = {t: idf(t) for t in weights}
+        vector = self._vector(feats)
         best: tuple[float, Signals, str] | None = None
         for story_id in self.index.candidates(weights, MAX_CANDIDATES):
             story = self.stories[story_id]
@@ -185,6 +200,9 @@ class Matcher:
                 feats, weights, story, self._norm(story), idf, self.index.df_of, self.config, idfs
             )
             margin = signals.score - threshold_for(story.size, self.config)
+            if vector is not None and self.semantic is not None:
+                sem = self.semantic.entry_link(vector, story_id, story.size)
+                margin += SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
             if best is None or margin > best[0]:
                 best = (margin, signals, story_id)
         if best is None:
@@ -201,6 +219,7 @@ class Matcher:
         """Join the story whose members the entry resembles on average, if close enough."""
         idf = self.index.idf
         mass = unit_mass(entry_weights(feats, idf), idf)
+        vector = self._vector(feats)
         scored: list[tuple[float, list[str], str]] = []
         for story_id in self.index.candidates(mass, LINK_CANDIDATES):
             story = self.stories[story_id]
@@ -209,6 +228,9 @@ class Matcher:
             if figures_conflict(feats.numbers, story.number_counts):
                 continue
             link, top = average_link(mass, 1, story.mass, story.size, idf)
+            if vector is not None and self.semantic is not None:
+                sem = self.semantic.entry_link(vector, story_id, story.size)
+                link = (1.0 - SEMANTIC_SHARE) * link + SEMANTIC_SHARE * sem
             link *= proximity(feats.published, story.newest)
             if link >= self.config.link_threshold:
                 scored.append((link, top, story_id))
@@ -230,6 +252,11 @@ class Matcher:
             if other is story or not self._may_merge(story, other):
                 continue
             link, top = average_link(story.mass, story.size, other.mass, other.size, idf)
+            if self.semantic is not None:
+                sem = self.semantic.story_link(
+                    story.story_id, story.size, other.story_id, other.size
+                )
+                link = (1.0 - SEMANTIC_SHARE) * link + SEMANTIC_SHARE * sem
             link *= proximity(story.newest, other.newest)
             if link >= self.config.link_threshold or self._alike(story, other, link):
                 scored.append((link, top, other))
@@ -256,8 +283,19 @@ class Matcher:
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
         value = cohesion(story.mass, story.size, self.index.idf)
+        if self.semantic is not None:
+            sem = self.semantic.cohesion(story.story_id, story.size)
+            value = (1.0 - SEMANTIC_SHARE) * value + SEMANTIC_SHARE * sem
         self._cohesions[story.story_id] = (story.size, value)
         return value
+
+    def _vector(self, feats: Features) -> Vector | None:
+        """The entry's sentence vector (computed once per entry) when the signal is on."""
+        if self.semantic is None:
+            return None
+        if self._last_vector is None or self._last_vector[0] != feats:
+            self._last_vector = (feats, self.semantic.vector(feats.title))
+        return self._last_vector[1]
 
     def _may_merge(self, a: StoryState, b: StoryState) -> bool:
         if a.newest is None or b.newest is None:
@@ -309,6 +347,9 @@ class Matcher:
         self.index.link(story_id, story.add(feats, unit_mass(entry_weights(feats, idf), idf)))
         self.index.observe(feats.all_terms)
         self._entry_story[feats.key] = story_id
+        vector = self._vector(feats)
+        if vector is not None and self.semantic is not None:
+            self.semantic.add(story_id, feats.key, vector)
         if feats.url:
             self._urls[feats.url] = story_id
         if feats.wire:
@@ -321,6 +362,8 @@ class Matcher:
         self.index.forget(feats.all_terms)
         if self._entry_story.get(key) == story_id:
             del self._entry_story[key]
+        if self.semantic is not None:
+            self.semantic.remove(story_id, key, last=not story.members)
         if feats.url and self._urls.get(feats.url) == story_id and feats.url not in story.urls:
             del self._urls[feats.url]
         if feats.wire and self._wires.get(feats.wire) == story_id and feats.wire not in story.wires:
