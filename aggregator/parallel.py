@@ -18,8 +18,11 @@ one and retries that document once, so one poisoned document cannot stop the ser
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -66,8 +69,25 @@ def _job(
         return (exc.url, exc.message)
 
 
-def _warm_up() -> None:
-    """Import the parsing stack in a fresh worker before the first document arrives."""
+# prctl(2) option: the signal the kernel sends this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make a worker die with the service: a SIGKILLed service (or one killed by the OOM
+    killer) must not leave parser processes, and through them the multiprocessing resource
+    tracker, running forever."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _warm_up(parent: int) -> None:
+    """Tie a fresh worker to its parent, then import the parsing stack before the first
+    document arrives."""
+    _exit_with_parent(parent)
     import feedparser  # noqa: F401
     import nh3  # noqa: F401
 
@@ -82,7 +102,9 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
 
     def _start(self) -> ProcessPoolExecutor:
-        executor = ProcessPoolExecutor(self.workers, mp_context=_CONTEXT, initializer=_warm_up)
+        executor = ProcessPoolExecutor(
+            self.workers, mp_context=_CONTEXT, initializer=_warm_up, initargs=(os.getpid(),)
+        )
         self._executor = executor
         return executor
 

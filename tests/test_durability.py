@@ -207,12 +207,6 @@ def test_sigkill_at_random_moments_never_corrupts_or_splits(setup: Farm) -> None
     assert published["items"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the parse pool's worker processes (aggregator/parallel.py) outlive a SIGKILLed"
-    " service: they need to exit when their parent dies",
-)
 def test_sigkill_of_the_service_leaves_no_process_behind(setup: Farm) -> None:
     proc = poll(setup.folder)
     try:
