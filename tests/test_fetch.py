@@ -460,3 +460,65 @@ def test_gzip_with_several_members_and_raw_deflate() -> None:
 def test_non_positive_limits_are_rejected(option: str) -> None:
     with pytest.raises(ValueError, match=option):
         make_fetcher(**{option: 0})
+
+
+# --- Connection reuse -----------------------------------------------------------------------
+
+
+def connections_used(server: LoopbackServer) -> int:
+    return len({request.client for request in server.requests})
+
+
+async def test_304_error_and_redirect_keep_the_connection(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    # An unread 304 body used to close its connection, so every steady poll paid a connect.
+    server.route("/feed.xml", Reply(body=FEED, etag=ETAG))
+    server.route("/missing", Reply(status=404, body=b"not here"))
+    server.route("/moved", Reply.redirect("/feed.xml", 301))
+    await fetcher.fetch(server.url("/feed.xml"))
+    for _ in range(3):
+        assert (await fetcher.fetch(server.url("/feed.xml"), etag=ETAG)).status == 304
+    with pytest.raises(HTTPStatusError):
+        await fetcher.fetch(server.url("/missing"))
+    assert (await fetcher.fetch(server.url("/moved"), etag=ETAG)).status == 304
+    assert len(server.requests) == 7
+    assert connections_used(server) == 1
+
+
+async def test_long_unread_error_body_closes_instead_of_draining(server: LoopbackServer) -> None:
+    server.route("/error", Reply(status=500, body=endless(), chunked=True))
+    server.route("/feed.xml", Reply(body=FEED))
+    async with make_fetcher(max_bytes=MIB) as fetcher:
+        start = time.monotonic()
+        with pytest.raises(HTTPStatusError):
+            await fetcher.fetch(server.url("/error"))
+        assert elapsed_since(start) < 2.0
+        assert (await fetcher.fetch(server.url("/feed.xml"))).content == FEED
+    assert connections_used(server) == 2
+
+
+async def test_connection_closed_by_the_server_while_idle_is_not_reused(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    # Framed as keep-alive, but the server hangs up after it: the idle connection turns readable.
+    once = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(FEED) + FEED
+    server.route("/once", Reply(raw=once))
+    server.route("/feed.xml", Reply(body=FEED))
+    assert (await fetcher.fetch(server.url("/once"))).content == FEED
+    await asyncio.sleep(0.1)
+    assert (await fetcher.fetch(server.url("/feed.xml"))).content == FEED
+    assert connections_used(server) == 2
+
+
+async def test_many_fetches_share_the_pool(server: LoopbackServer) -> None:
+    server.route("/feed.xml", Reply(body=FEED, etag=ETAG))
+    async with make_fetcher(concurrency=4, per_host=4) as fetcher:
+        results = await asyncio.gather(
+            *(
+                fetcher.fetch(server.url(f"/feed.xml?n={n}"), etag=ETAG if n % 2 else None)
+                for n in range(40)
+            )
+        )
+    assert [r.status for r in results] == [200, 304] * 20
+    assert connections_used(server) <= 4

@@ -78,6 +78,10 @@ DEFAULT_PER_HOST = 2
 DEFAULT_MAX_REDIRECTS = 5
 # Idle kept-alive connections are dropped after this long (httpx's own default).
 KEEPALIVE_SECONDS = 5.0
+# A response whose body we do not use (304, redirect, error) is read to its end when it is at
+# most this long, so its connection goes back to the pool instead of being closed: closing it
+# made every steady-cycle 304 pay a new connection. Redirect and error pages are a few KiB.
+DRAIN_MAX_BYTES = 64 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -160,12 +164,16 @@ class Fetcher:
         self._client: httpx.AsyncClient | None = None
         self._transport: GuardedTransport | None = None
 
-    async def __aenter__(self) -> Fetcher:
-        transport = self._transport = GuardedTransport(
+    def _make_transport(self) -> GuardedTransport:
+        """The transport every request goes through (a seam for benchmarks and tests)."""
+        return GuardedTransport(
             self.allow_networks,
             max_connections=self._concurrency,
             keepalive_expiry=KEEPALIVE_SECONDS,
         )
+
+    async def __aenter__(self) -> Fetcher:
+        transport = self._transport = self._make_transport()
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(self.timeout),
@@ -192,11 +200,7 @@ class Fetcher:
             self._client = None
             self._transport = None
 
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
-        try:
-            host = (httpx.URL(url).host or "").lower()
-        except httpx.InvalidURL:
-            host = ""
+    def _host_slot(self, host: str) -> asyncio.Semaphore:
         slot = self._host_slots.get(host)
         if slot is None:
             slot = self._host_slots[host] = asyncio.Semaphore(self.per_host)
@@ -213,11 +217,14 @@ class Fetcher:
         if self._client is None or self._transport is None:
             raise RuntimeError("Fetcher must be used as 'async with Fetcher(...) as fetcher'")
         client, transport = self._client, self._transport
-        async with self._slots, self._host_slot(url):
+        first = _checked_url(url, url, "feed URL")
+        async with self._slots, self._host_slot(first.host.lower()):
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self.deadline):
-                    return await self._fetch(client, transport, url, etag, last_modified, started)
+                    return await self._fetch(
+                        client, transport, url, first, etag, last_modified, started
+                    )
             except TimeoutError as exc:
                 message = f"no response within {human_seconds(self.deadline)} deadline"
                 raise DeadlineExceeded(url, message) from exc
@@ -227,6 +234,7 @@ class Fetcher:
         client: httpx.AsyncClient,
         transport: GuardedTransport,
         url: str,
+        first: httpx.URL,
         etag: str | None,
         last_modified: str | None,
         started: float,
@@ -236,7 +244,7 @@ class Fetcher:
             conditional["If-None-Match"] = etag
         if last_modified:
             conditional["If-Modified-Since"] = last_modified
-        current = _checked_url(url, url, "feed URL")
+        current = first
         visited = {str(current)}
         hops: list[int] = []
         while True:
@@ -255,6 +263,7 @@ class Fetcher:
                 if message is None:
                     raise
                 raise FetchError(url, message) from exc
+            drain = True
             try:
                 status = response.status_code
                 if status in _REDIRECTS:
@@ -264,7 +273,10 @@ class Fetcher:
                 if status >= 400 or not (200 <= status < 300 or status == 304):
                     raise self._status_error(url, response)
                 headers = {k.lower(): v for k, v in response.headers.items()}
-                content = None if status == 304 else await self._read_body(url, response)
+                content = None
+                if status != 304:
+                    drain = False  # read in full or failed: nothing left to drain
+                    content = await self._read_body(url, response)
                 # The body is handed on decoded, so the wire-level framing headers no longer apply.
                 for name in ("content-encoding", "content-length", "transfer-encoding"):
                     headers.pop(name, None)
@@ -280,7 +292,13 @@ class Fetcher:
                     elapsed=time.monotonic() - started,
                 )
             finally:
-                await response.aclose()
+                await self._release(response, drain=drain)
+
+    async def _release(self, response: httpx.Response, *, drain: bool) -> None:
+        """Close ``response``; first read an unused short body so its connection is reused."""
+        if drain:
+            await _drain(response)
+        await response.aclose()
 
     def _next_hop(
         self,
@@ -334,6 +352,24 @@ class Fetcher:
                 raise
             raise FetchError(url, message, status=response.status_code) from exc
         return decoder.result()
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read the rest of an unused body, up to ``DRAIN_MAX_BYTES``, so the connection is reused.
+
+    Any failure only means the connection is closed instead; the response is already judged.
+    """
+    declared = response.headers.get("content-length", "").strip()
+    if response.status_code != 304 and declared.isdigit() and int(declared) > DRAIN_MAX_BYTES:
+        return
+    size = 0
+    try:
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > DRAIN_MAX_BYTES:
+                return
+    except Exception:  # closing the connection instead is the whole remedy
+        return
 
 
 def _checked_url(

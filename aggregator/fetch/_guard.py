@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Any
 
 import httpcore
 import httpx
+
+from aggregator.fetch._pool import LinearPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,6 +76,50 @@ def address_kind(address: IPAddress) -> str | None:
     if not address.is_global:
         return "non-global"
     return None
+
+
+class _CheckedStream(httpcore.AsyncNetworkStream):
+    """A connection to a checked address whose idle-readability check costs one ``poll``.
+
+    httpcore's pool asks every pooled connection "is_readable" on every request (a server that
+    closed an idle connection makes it readable). The anyio stream answers by rebuilding its
+    whole attribute table, ``getpeername`` included, each time; this keeps one ``poll`` object
+    registered on the socket instead.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        sock = inner.get_extra_info("socket")
+        self._poll: select.poll | None = None
+        if sock is not None and sock.fileno() >= 0:
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        self._poll = None
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _CheckedStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # No socket (closed) reads as readable: the pool then drops the connection. A
+            # closed and reused descriptor answers POLLNVAL, which is readable too.
+            return self._poll is None or bool(self._poll.poll(0))
+        return self._inner.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -127,9 +176,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception | None = None
         for address in permitted:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(address), port, timeout, local_address, socket_options
                 )
+                return _CheckedStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None
@@ -174,7 +224,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         max_connections: int,
         keepalive_expiry: float,
     ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool: httpcore.AsyncConnectionPool = LinearPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=max_connections,
             keepalive_expiry=keepalive_expiry,
