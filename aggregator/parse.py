@@ -8,6 +8,15 @@ fetch anything itself. Before it sees the bytes we:
 - decide the character encoding ourselves and hand feedparser UTF-8: a declared charset that the
   bytes contradict (latin-1 sent as utf-8, utf-8 labelled latin-1) is a common publisher error.
 
+feedparser's HTML sanitiser and its rewriting of relative URIs *inside markup* are off: they
+cost more than half of its time (2.3x measured) and produce nothing we keep. Every text field
+is reduced to plain text by ``normalise.plain_text`` (nh3 with no tag allowed, script and style
+content dropped) before it is stored or shown, so markup and the URIs inside it are discarded,
+not sanitised. Entry links, guids and Atom ``<link href>`` are URIs of their own, which
+feedparser resolves against the document URL (and ``xml:base``) whatever those options say
+(``resolve_uri`` for every element in ``can_be_relative_uri``); ``normalise.safe_link`` then
+keeps only absolute http(s) links.
+
 Entry identity is the entry's guid/id, else its link, else a hash of its title and content.
 feedparser resolves a relative guid/id against the document URL (a guid is a permalink unless
 ``isPermaLink="false"``), so such ids follow the feed's URL. Duplicate ids inside one document
@@ -38,6 +47,9 @@ __all__ = ["ENTRY_ID_MAX_CHARS", "parse_feed"]
 ENTRY_ID_MAX_CHARS = 512
 # An RSS <ttl> beyond a week is a typo or a unit mix-up; ignore it rather than stop polling.
 MAX_TTL = timedelta(days=7)
+
+# Off, see the module docstring: markup is stripped whole by normalise, never shown.
+FEEDPARSER_OPTIONS: dict[str, bool] = {"resolve_relative_uris": False, "sanitize_html": False}
 
 # The DOCTYPE with an internal subset; quoted strings may contain ']' or '>'.
 _DOCTYPE_SUBSET = re.compile(
@@ -203,10 +215,7 @@ def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFe
     response_headers.pop("content-encoding", None)
     try:
         result = feedparser.parse(
-            io.BytesIO(document),
-            response_headers=response_headers,
-            resolve_relative_uris=True,
-            sanitize_html=True,
+            io.BytesIO(document), response_headers=response_headers, **FEEDPARSER_OPTIONS
         )
         feed = dict(result.get("feed") or {})
         raw_entries = list(result.get("entries") or [])

@@ -34,6 +34,27 @@ PLAIN_TEXT_CASES = {
     "control characters": ("bell\x07 and\x00 null", "bell and null"),
     "comment dropped": ("before<!-- hidden -->after", "beforeafter"),
     "empty": ("", ""),
+    # Markup feedparser's sanitiser used to see first (it is off): nh3 alone must flatten it.
+    "noscript attribute breakout": (
+        '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>Ok',
+        "Ok",
+    ),
+    "template script": ("<template><script>alert(1)</script></template>T", "T"),
+    "textarea holds markup": ("<textarea><img src=x onerror=alert(1)></textarea>X", "X"),
+    "math/style mutation": (
+        "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style>"
+        "</mglyph></table></mtext></math>M",
+        "M",
+    ),
+    "svg style with escaped markup": (
+        "<svg><style>&lt;img src=x onerror=alert(1)&gt;</style></svg>V",
+        "V",
+    ),
+    "numeric-entity script": ("&#60;script&#62;alert(1)&#60;/script&#62;E", "E"),
+    "xmp": ("<xmp><script>alert(1)</script></xmp>X", "X"),
+    "nested angle brackets": ("<<script>script>alert(1)<</script>/script>P", "P"),
+    "iframe srcdoc": ('<iframe srcdoc="&lt;script&gt;alert(1)&lt;/script&gt;"></iframe>I', "I"),
+    "split tag leaves inert text": ("<scr<script>ipt>alert(1)</script>S", "ipt>alert(1)S"),
 }
 
 

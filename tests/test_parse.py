@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import ParseError
-from aggregator.normalise import normalise_entry
-from aggregator.parse import neutralise_dtd, parse_feed
-from aggregator.types import ParsedEntry
+from aggregator.normalise import normalise_entry, plain_text
+from aggregator.parse import FEEDPARSER_OPTIONS, neutralise_dtd, parse_feed
+from aggregator.types import Entry, ParsedEntry
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 XML = {"content-type": "application/xml"}
@@ -313,3 +314,104 @@ def test_script_injection_does_not_survive_parse_and_normalise() -> None:
         assert entry.link is None or entry.link.startswith(("http://", "https://"))
     assert [e.title for e in entries] == ["Breaking", "Weather", "Sport", "Markets"]
     assert [e.link for e in entries] == [None, None, None, "https://hostile.example/markets"]
+
+
+# --- feedparser's sanitiser and URI rewriting are off: what still holds ---------------------
+
+BOTH_SETTINGS = pytest.mark.parametrize("feedparser_cleans", [False, True], ids=["off", "on"])
+# The start of a tag, comment, or processing instruction: no stored text may hold one.
+TAG_START = re.compile(r"<[A-Za-z!/?]")
+NOW = datetime(2024, 4, 12, 12, 0, tzinfo=UTC)
+
+
+def normalised(doc: bytes, url: str) -> tuple[str | None, list[Entry]]:
+    feed = parse_feed(doc, XML, url)
+    return feed.title, [normalise_entry(e, url, NOW) for e in feed.entries]
+
+
+def set_feedparser_cleaning(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
+    for option in ("resolve_relative_uris", "sanitize_html"):
+        monkeypatch.setitem(FEEDPARSER_OPTIONS, option, on)
+
+
+def assert_plain(text: str) -> None:
+    assert TAG_START.search(text) is None, text
+    assert plain_text(text) == text, text  # nothing left that stripping would remove
+
+
+def test_feedparser_cleaning_is_off() -> None:
+    # The tests below hold in both settings; this is the one that runs.
+    assert FEEDPARSER_OPTIONS == {"resolve_relative_uris": False, "sanitize_html": False}
+
+
+@BOTH_SETTINGS
+def test_hostile_atom_comes_out_as_plain_text(
+    monkeypatch: pytest.MonkeyPatch, feedparser_cleans: bool
+) -> None:
+    set_feedparser_cleaning(monkeypatch, feedparser_cleans)
+    doc = (FIXTURES / "hostile_atom.xml").read_bytes()
+    title, entries = normalised(doc, "https://atom.example/feeds/hostile")
+    assert plain_text(title) == "Wire"
+    assert [e.title for e in entries] == ["Floods", "Derby report", "Markets", "Weather"]
+    assert [e.author for e in entries] == ["Ana", None, None, None]
+    for entry in entries:
+        for text in (entry.title, entry.summary, entry.author or ""):
+            assert_plain(text)
+    for entry in (entries[0], entries[2], entries[3]):
+        assert "alert" not in entry.title + entry.summary + (entry.author or "")
+    assert [e.summary for e in entries[:1] + entries[2:]] == ["Rivers rose", "Flat", "Sunny"]
+    # A tag split by another tag ("<scr<script>ipt>") leaves inert text behind when
+    # feedparser does not sanitise first; it is text, escaped wherever it is shown.
+    assert entries[1].summary.endswith("Goal")
+
+
+@BOTH_SETTINGS
+def test_relative_links_resolve_and_unsafe_ones_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, feedparser_cleans: bool
+) -> None:
+    set_feedparser_cleaning(monkeypatch, feedparser_cleans)
+    atom = (FIXTURES / "hostile_atom.xml").read_bytes()
+    _, entries = normalised(atom, "https://atom.example/feeds/hostile")
+    # xml:base on the feed, then on the entry; javascript: and data: links are dropped.
+    assert [e.link for e in entries] == [
+        "https://atom.example/news/2024/floods?id=1&utm_source=rss",
+        "https://atom.example/sport/derby.html",
+        None,
+        None,
+    ]
+    assert entries[0].url == "https://atom.example/news/2024/floods?id=1"
+    rss = (
+        b'<rss version="2.0"><channel><title>T</title><link>/home</link>'
+        b"<item><title>a</title><link>/world/1</link></item>"
+        b"<item><title>b</title><link>../up?x=1&amp;y=2</link></item>"
+        b"<item><title>c</title><link>  story.html  </link><guid>/p/3</guid></item>"
+        b"<item><title>d</title><link>javascript:alert(1)</link></item>"
+        b"<item><title>e</title><link>data:text/html,x</link></item>"
+        b"<item><title>f</title><link>//cdn.example/f</link></item>"
+        b"</channel></rss>"
+    )
+    feed = parse_feed(rss, XML, "https://rss.example/feeds/news/rss.xml")
+    assert feed.link == "https://rss.example/home"
+    entries = [normalise_entry(e, "https://rss.example/f", NOW) for e in feed.entries]
+    assert [e.link for e in entries] == [
+        "https://rss.example/world/1",
+        "https://rss.example/feeds/up?x=1&y=2",
+        "https://rss.example/feeds/news/story.html",
+        None,
+        None,
+        "https://cdn.example/f",
+    ]
+    assert entries[2].entry_id == "https://rss.example/p/3"
+
+
+@pytest.mark.parametrize(
+    "name", ["rss091.xml", "rss10.rdf", "rss20.xml", "atom10.xml", "hostile.xml"]
+)
+def test_feedparser_cleaning_changes_nothing_we_keep(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    doc = (FIXTURES / name).read_bytes()
+    url = "https://origin.example/feeds/f.xml"
+    ours = normalised(doc, url)
+    set_feedparser_cleaning(monkeypatch, True)
+    assert normalised(doc, url) == ours
