@@ -145,12 +145,17 @@ class FeedStateUpdate:
 
 @dataclass(frozen=True, slots=True)
 class FeedRefresh:
-    """Everything one feed refresh writes, committed in one transaction."""
+    """Everything one feed refresh writes, committed in one transaction.
+
+    ``story_merges`` are ``(into, other)`` pairs the matcher made while assigning these
+    entries (two stories that grew alike): applied after the entries, in order.
+    """
 
     feed_url: str
     state: FeedStateUpdate
     new_entries: tuple[tuple[Entry, Assignment], ...] = ()
     changed_entries: tuple[Entry, ...] = ()
+    story_merges: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,21 +116,33 @@ def _parse_and_normalise(result: FetchResult, feed_url: str, now: datetime) -> _
     return _Parsed(parsed, entries)
 
 
-def build_matcher(storage: Storage, window: timedelta, now: datetime) -> tuple[Matcher, int]:
+@dataclass(slots=True)
+class _Index:
+    """The matcher and how current it is: the store sequence number and the newest
+    correction (manual split/merge, or a merge made by any worker's matcher) it includes."""
+
+    matcher: Matcher
+    seq: int
+    correction_id: int
+
+
+def build_index(storage: Storage, window: timedelta, now: datetime) -> _Index:
     """A matcher whose index holds the stories of the match window, read from storage, with
-    the manual corrections applied; and the store sequence number it is current with."""
+    every correction applied."""
     # Read the sequence first: anything stored meanwhile is caught up later (and deduplicated).
     _, seq = storage.entries_after(_NEWEST_ONLY)
+    corrections = storage.corrections()
     matcher = Matcher(window=window)
-    for correction in storage.corrections():
+    for correction in corrections:
         if correction.kind == "merge":
             matcher.merge(correction.target_story_id, correction.story_id)
     for stored in storage.entries_since(now - window):
         matcher.add_known(stored.entry, stored.story_id)
-    for correction in storage.corrections():
+    for correction in corrections:
         if correction.kind == "split" and correction.feed_url and correction.entry_id:
             matcher.forbid((correction.feed_url, correction.entry_id), correction.story_id)
-    return matcher, seq
+    matcher.take_merges()  # replaying stored stories merges nothing new worth storing
+    return _Index(matcher, seq, max((c.id for c in corrections), default=0))
 
 
 class Updater:
@@ -158,8 +170,7 @@ class Updater:
         self.match_window = match_window
         self.policy = policy or PollPolicy()
         self.clock = clock
-        self.matcher, self._seq = build_matcher(storage, match_window, clock())
-        self.corrections_seen = len(storage.corrections())
+        self._index = build_index(storage, match_window, clock())
         self._assign_lock = asyncio.Lock()
         self._writes: set[asyncio.Future[Any]] = set()
 
@@ -171,18 +182,29 @@ class Updater:
         future.add_done_callback(self._writes.discard)
         return await asyncio.shield(future)
 
+    @property
+    def matcher(self) -> Matcher:
+        return self._index.matcher
+
     async def reload_corrections(self) -> bool:
-        """Rebuild the index when someone recorded a manual split or merge since we looked
-        (``aggregator split`` / ``merge`` run while the service runs). True when rebuilt."""
-        count = len(await asyncio.to_thread(self.storage.corrections))
-        if count == self.corrections_seen:
-            return False
+        """Apply corrections recorded since we looked (``aggregator split`` / ``merge`` run
+        while the service runs, or merges made by other workers). True when any was new."""
         async with self._assign_lock:
-            self.matcher, self._seq = await asyncio.to_thread(
-                build_matcher, self.storage, self.match_window, self.clock()
-            )
-            self.corrections_seen = count
-        log.info("manual corrections changed; match index rebuilt")
+            return await asyncio.to_thread(self._apply_new_corrections)
+
+    def _apply_new_corrections(self) -> bool:
+        index = self._index
+        new = [c for c in self.storage.corrections() if c.id > index.correction_id]
+        if not new:
+            return False
+        if any(c.kind == "split" for c in new):
+            # A split moves one stored entry to a new story: rebuilding is simplest and rare.
+            self._index = build_index(self.storage, self.match_window, self.clock())
+            log.info("manual split recorded; match index rebuilt")
+        else:
+            for correction in new:
+                index.matcher.merge(correction.target_story_id, correction.story_id)
+            index.correction_id = max(c.id for c in new)
         return True
 
     async def drain(self) -> None:
@@ -271,7 +293,9 @@ class Updater:
         """Runs in a worker thread while ``_assign_lock`` is held."""
         with self.storage.matching_lock():
             if self.storage.dialect != "sqlite":
+                # Other workers may have stored entries and merged stories since we looked.
                 self._catch_up()
+                self._apply_new_corrections()
             known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
             changes = decide_changes(parsed.entries, known)
             assignments: list[tuple[Entry, Assignment]] = [
@@ -279,7 +303,8 @@ class Updater:
             ]
             for entry in changes.changed:
                 self.matcher.update_entry(entry)
-            refresh = FeedRefresh(feed.url, state, tuple(assignments), changes.changed)
+            merges = tuple((m.into, m.other) for m in self.matcher.take_merges())
+            refresh = FeedRefresh(feed.url, state, tuple(assignments), changes.changed, merges)
             try:
                 self.storage.store_refresh(refresh)
             except StorageError:
@@ -287,15 +312,13 @@ class Updater:
                     # The index holds assignments the database refused; rebuild it from what
                     # was really committed so the two cannot drift apart.
                     log.warning("storage refused %s; rebuilding the match index", feed.url)
-                    self.matcher, self._seq = build_matcher(
-                        self.storage, self.match_window, self.clock()
-                    )
+                    self._index = build_index(self.storage, self.match_window, self.clock())
                 raise
         return changes
 
     def _catch_up(self) -> None:
         """Add to the index what other workers stored since we last looked."""
-        stored, self._seq = self.storage.entries_after(self._seq)
+        stored, self._index.seq = self.storage.entries_after(self._index.seq)
         for item in stored:
             if self.matcher.story_of(item.entry.key) is None:
                 self.matcher.add_known(item.entry, item.story_id)

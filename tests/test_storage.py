@@ -692,3 +692,33 @@ def test_entries_after_returns_what_others_stored_in_write_order(
     seen, newest = second.entries_after(newest)
     assert [(s.entry.entry_id, s.entry.title) for s in seen] == [("a1", "edited")]
     assert newest == 3
+
+
+def test_story_merges_in_a_refresh_are_applied_once(store: SqlStorage) -> None:
+    setup_feeds(store)
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "old"),)))
+    refresh = FeedRefresh(
+        FEED_B,
+        ok_state(),
+        (new(entry(FEED_B, "b1"), "young"),),
+        story_merges=(("old", "young"),),
+    )
+    store.store_refresh(refresh)
+    store.store_refresh(refresh)  # replayed after a crash: nothing new, no error
+    story = store.get_story("old")
+    assert story is not None
+    assert sorted(s.entry_id for s in story.sources) == ["a1", "b1"]
+    assert [(c.kind, c.story_id, c.target_story_id) for c in store.corrections()] == [
+        ("merge", "young", "old")
+    ]
+    # A later merge naming the retired story follows it to the survivor.
+    store.store_refresh(
+        FeedRefresh(
+            FEED_C,
+            ok_state(),
+            (new(entry(FEED_C, "c1"), "third"),),
+            story_merges=(("young", "third"),),
+        )
+    )
+    story = store.get_story("old")
+    assert story is not None and len(story.sources) == 3

@@ -220,6 +220,18 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
 
     touched = sorted(set(linked.values()) | set(target.values()))
     touch_stories(conn, touched, when)
+    for into, other in refresh.story_merges:
+        apply_story_merge(conn, into, other, when)
+
+
+def apply_story_merge(conn: Connection, into: str, other: str, now: datetime) -> None:
+    """A merge the matcher made: like ``record_merge``, but following earlier merges of either
+    story and doing nothing when it is already in place, so a replayed refresh is harmless."""
+    redirect = merge_targets(conn, [into, other])
+    into, other = redirect.get(into, into), redirect.get(other, other)
+    present = conn.execute(select(stories.c.id).where(stories.c.id.in_([into, other])))
+    if into != other and len(list(present)) == 2:
+        record_merge(conn, into, other, now)
 
 
 def claim_due_feeds(
