@@ -522,3 +522,13 @@ async def test_many_fetches_share_the_pool(server: LoopbackServer) -> None:
         )
     assert [r.status for r in results] == [200, 304] * 20
     assert connections_used(server) <= 4
+
+
+def test_fetch_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import fetch as fetch_benchmark
+
+    assert fetch_benchmark.main(["--smoke"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"fetch feeds=50 cpu_ms_304=[\d.]+ cpu_ms_200=[\d.]+ speedup_304=[\d.]+", summary
+    )
