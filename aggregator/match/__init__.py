@@ -39,6 +39,15 @@ entry never joins a story that already holds its (feed, entry id) key, nor one i
 from (manual split). Two different entries of one feed may share a story: outlets re-post and
 update. The core decision is a pure function of the index and the entry (no clocks, no I/O);
 the window is measured on published times.
+
+Semantic signal (``semantic.py``, optional). Given an embedder (``Matcher(embedder=...)``, e.g.
+:func:`~aggregator.match.semantic.load_minilm` from the ``semantic`` extra), the mean cosine of
+sentence embeddings is added to the join score and blended into every average link. Without
+it nothing imports torch.
+
+Story merges the pipeline must persist: after storing the assignments of a batch, call
+:meth:`Matcher.take_merges` and apply each ``StoryMerge`` with
+``storage.record_merge(merge.into, merge.other, now)``, in order.
 """
 
 from aggregator.match.link import StoryMerge
