@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from aggregator.types import Entry
 
@@ -31,6 +32,11 @@ STOPWORDS = frozenset(
 # copy: short summaries ("Read more", a dateline) repeat across unrelated stories.
 WIRE_TEXT_MIN_CHARS = 120
 
+# Distinct raw tokens whose normalised, stemmed form is memoised: news vocabulary is Zipfian,
+# so a few tens of thousands of tokens cover nearly every word of a busy window; the stemming
+# and stopword checks then cost one cache hit per token instead of a dozen string operations.
+TOKEN_CACHE = 1 << 17
+
 _WORD_RE = re.compile(r"[^\W\d_][\w'’.-]*[^\W_]|[^\W\d_]|\d+(?:[.,]\d+)*")
 _NUMBER_RE = re.compile(
     r"(?P<cur>[$€£¥])?\s?(?P<num>\d+(?:[.,]\d+)*)\s?(?P<unit>%|percent\b|per cent\b|"
@@ -38,6 +44,15 @@ _NUMBER_RE = re.compile(
     r"dead\b|killed\b|people\b|years?\b)?",
     re.IGNORECASE,
 )
+# The same figures found from their digits: scanning for a digit is much faster than trying
+# the optional currency prefix of _NUMBER_RE at every position of a long summary.
+_DIGITS_RE = re.compile(r"\d+(?:[.,]\d+)*")
+_UNIT_RE = re.compile(
+    r"\s?(?P<unit>%|percent\b|per cent\b|pct\b|bn\b|billion\b|mn\b|million\b|m\b|k\b|gb\b|"
+    r"mb\b|tb\b|points?\b|pts\b|dead\b|killed\b|people\b|years?\b)",
+    re.IGNORECASE,
+)
+_CURRENCY = frozenset("$€£¥")
 _UNIT_KIND = {
     "%": "%",
     "percent": "%",
@@ -72,12 +87,7 @@ def _normalise_word(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Folded word tokens (numbers included), in order, stopwords kept."""
-    out = []
-    for match in _WORD_RE.finditer(fold(text)):
-        word = _normalise_word(match.group(0))
-        if word:
-            out.append(word)
-    return out
+    return [w for w in map(_normalise_word, _WORD_RE.findall(fold(text))) if w]
 
 
 def stem(word: str) -> str:
@@ -101,9 +111,38 @@ def stem(word: str) -> str:
     return word
 
 
+def tokens(text: str) -> tuple[list[str], list[str]]:
+    """The raw word tokens of ``text`` (for :func:`entities`) and its :func:`words`, in one pass.
+
+    Folding ASCII text only lower-cases it, which changes no token boundary, so the words are
+    the folded raw tokens; other text is folded first, as :func:`words` does.
+    """
+    raw: list[str] = _WORD_RE.findall(text)
+    if not text.isascii():
+        return raw, words(text)
+    return raw, [w for w in map(_ascii_word, raw) if w]
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _ascii_word(token: str) -> str:
+    return _normalise_word(token.lower())
+
+
 def terms(text: str) -> list[str]:
     """Informative terms: stemmed words without stopwords or one-letter tokens."""
-    return [stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1]
+    return _terms_of(words(text))
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _term(word: str) -> str | None:
+    """The term of a normalised word, None for stopwords and one-letter tokens."""
+    if word in STOPWORDS or len(word) <= 1:
+        return None
+    return stem(word)
+
+
+def _terms_of(seq: list[str]) -> list[str]:
+    return [t for t in map(_term, seq) if t is not None]
 
 
 def bigrams(seq: list[str]) -> list[str]:
@@ -117,21 +156,34 @@ def entities(text: str) -> frozenset[str]:
     In Title Case headlines every word is capitalised, so there only acronyms and words that
     are not stopwords count; IDF then decides how much each one weighs.
     """
-    raw = _WORD_RE.findall(text)
+    return entities_of(_WORD_RE.findall(text))
+
+
+def entities_of(raw: list[str]) -> frozenset[str]:
+    """:func:`entities` of the raw tokens of a text."""
+    # A token starts with a letter or digit, which normalising never strips.
+    capitalised = sum(1 for w in raw if w[:1].isupper())
+    title_case = len(raw) > 3 and capitalised >= 0.7 * len(raw)
     found: set[str] = set()
-    capitalised = [w for w in raw if w[:1].isupper()]
-    title_case = len(raw) > 3 and len(capitalised) >= 0.7 * len(raw)
     for i, word in enumerate(raw):
-        clean = _normalise_word(word)
-        if len(clean) < 2 or not clean[:1].isupper():
+        if not word[:1].isupper():
             continue
-        folded = fold(clean)
-        if folded in STOPWORDS:
-            continue
-        is_acronym = clean.isupper() and clean.isalpha()
-        if is_acronym or (i > 0 and not title_case):
-            found.add(stem(folded))
+        entity = _entity(word)
+        if entity is not None and (entity[1] or (i > 0 and not title_case)):
+            found.add(entity[0])
     return frozenset(found)
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _entity(word: str) -> tuple[str, bool] | None:
+    """(stemmed folded form, is an acronym) of a capitalised token; None when it cannot count."""
+    clean = _normalise_word(word)
+    if len(clean) < 2 or not clean[:1].isupper():
+        return None
+    folded = fold(clean)
+    if folded in STOPWORDS:
+        return None
+    return stem(folded), clean.isupper() and clean.isalpha()
 
 
 def numbers(text: str) -> frozenset[str]:
@@ -140,17 +192,28 @@ def numbers(text: str) -> frozenset[str]:
     Two reports of one event agree on their figures; 92% vs 72% is a different fact.
     """
     found: set[str] = set()
-    for match in _NUMBER_RE.finditer(fold(text)):
-        num = match.group("num").replace(",", "")
-        unit = (match.group("unit") or "").lower()
-        kind = _UNIT_KIND.get(unit, "$" if match.group("cur") or unit else "n")
-        found.add(f"{kind}:{num}")
+    folded = fold(text)
+    for match in _DIGITS_RE.finditer(folded):
+        start, end = match.span()
+        # _NUMBER_RE's prefix: a currency sign, then at most one blank, before the digits.
+        before = folded[max(0, start - 2) : start]
+        cur = bool(before) and (
+            before[-1] in _CURRENCY or (before[-1].isspace() and before[:-1] in _CURRENCY)
+        )
+        unit_match = _UNIT_RE.match(folded, end)
+        unit = unit_match.group("unit").lower() if unit_match else ""
+        kind = _UNIT_KIND.get(unit, "$" if cur or unit else "n")
+        found.add(f"{kind}:{match.group(0).replace(',', '')}")
     return frozenset(found)
 
 
 def wire_hash(title: str, summary: str) -> str | None:
     """Hash of a long summary, so that the same wire copy published by two outlets joins."""
-    body = " ".join(words(summary))
+    return _wire_of(words(summary))
+
+
+def _wire_of(summary_words: list[str]) -> str | None:
+    body = " ".join(summary_words)
     if len(body) < WIRE_TEXT_MIN_CHARS:
         return None
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
@@ -180,20 +243,22 @@ class Features:
 
 def features(entry: Entry) -> Features:
     """Extract the matching features of ``entry`` (pure)."""
-    title_seq = terms(entry.title)
-    summary_seq = terms(entry.summary) if entry.summary else []
-    text = f"{entry.title} {entry.summary}" if entry.summary else entry.title
+    title_raw, title_words = tokens(entry.title)
+    title_seq = _terms_of(title_words)
+    title_terms = frozenset(title_seq)
+    summary = entry.summary
+    summary_raw, summary_words = tokens(summary) if summary else ([], [])
+    text = f"{entry.title} {summary}" if summary else entry.title
     return Features(
         key=entry.key,
         title=entry.title,
-        fuzzy_text=" ".join(words(entry.title)),
-        title_terms=frozenset(title_seq),
-        summary_terms=frozenset(summary_seq) - frozenset(title_seq),
+        fuzzy_text=" ".join(title_words),
+        title_terms=title_terms,
+        summary_terms=frozenset(_terms_of(summary_words)) - title_terms,
         bigrams=frozenset(bigrams(title_seq)),
-        entities=entities(entry.title)
-        | (entities(entry.summary) if entry.summary else frozenset()),
+        entities=entities_of(title_raw) | (entities_of(summary_raw) if summary else frozenset()),
         numbers=numbers(text),
         url=entry.url,
-        wire=wire_hash(entry.title, entry.summary) if entry.summary else None,
+        wire=_wire_of(summary_words) if summary else None,
         published=entry.published,
     )
