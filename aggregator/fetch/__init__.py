@@ -11,7 +11,9 @@ One ``Fetcher`` owns one ``httpx.AsyncClient`` for the life of a run. Each ``fet
   resolution on every hop (see ``_guard``);
 - streams the body through size-bounded decoders, so neither a lying Content-Length, an endless
   chunked body nor a gzip/brotli bomb can take more than ``max_bytes`` of memory;
-- runs under one overall ``deadline``, so a server dripping a byte at a time cannot hold a slot.
+- runs under one overall ``deadline``, so a server dripping a byte at a time cannot hold a slot;
+- reads a short unused body (304, redirect, error) to its end, so the kept-alive connection is
+  reused; the pool's own bookkeeping is kept linear (see ``_pool``).
 
 Every failure raises ``FetchError`` (or a subclass below) whose message says what happened in
 words; HTTP errors carry ``status`` and, for 429/503, ``retry_after``.
