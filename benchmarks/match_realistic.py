@@ -40,10 +40,13 @@ BASE = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
 _HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}
 
 # Run in a child interpreter whose ``aggregator`` comes from another checkout: reads the
-# pickled entries, prints the seconds spent in ``assign`` per run and the story ids.
+# pickled entries; prints where the matcher was imported from, the seconds spent in
+# ``assign`` and the final story ids.
 _CHILD = """
 import pickle, sys, time
+import aggregator.match
 from aggregator.match import Matcher
+print(aggregator.match.__file__)
 entries = pickle.load(open(sys.argv[1], "rb"))
 m = Matcher()
 t0 = time.perf_counter()
@@ -86,14 +89,18 @@ def time_here(stream: Sequence[Entry]) -> tuple[float, list[str]]:
 def time_there(checkout: Path, pickled: Path) -> tuple[float, list[str]]:
     """As :func:`time_here` with the ``aggregator`` package of ``checkout``."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
+    # In the checkout's folder: ``-c`` puts the working directory first on sys.path.
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(pickled)],
+        cwd=checkout,
         env=env,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.splitlines()
-    return float(out[0]), out[1].split()
+    if not Path(out[0]).resolve().is_relative_to(checkout.resolve()):
+        raise SystemExit(f"--compare: {out[0]} is not from {checkout}")
+    return float(out[1]), out[2].split()
 
 
 def _final(folded: dict[str, str], story_id: str) -> str:

@@ -8,9 +8,10 @@ rather than the number of stories in the window.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +24,11 @@ from aggregator.match.text import Features
 # per-entry cost at 100k stories was 1.15x, 1.61x and 2.39x that at 10k in three runs of
 # benchmarks/match_scaling.py on a shared, loaded 2-core machine (noisy; not yet settled).
 POSTING_CAP = 400
+
+# Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
+# headline has about 15 terms and title bigrams, all kept; an entry with a 100-word summary has
+# over 100, and reading every posting list cost ~0.4 ms per entry on feedgen entries.
+QUERY_TERMS = 24
 
 # Share of the general-English prior in a term's weight (the rest is online IDF).
 PRIOR_SHARE = 0.5
@@ -44,12 +50,13 @@ class StoryState:
 
     story_id: str
     members: dict[tuple[str, str], Features] = field(default_factory=dict)
-    order: list[tuple[str, str]] = field(default_factory=list)
-    term_counts: Counter[str] = field(default_factory=Counter)
+    # Member keys in the order they joined (a dict: removing one costs O(1)).
+    order: dict[tuple[str, str], None] = field(default_factory=dict)
+    term_counts: dict[str, int] = field(default_factory=dict)
     entity_counts: Counter[str] = field(default_factory=Counter)
     number_counts: Counter[str] = field(default_factory=Counter)
-    urls: set[str] = field(default_factory=set)
-    wires: set[str] = field(default_factory=set)
+    urls: Counter[str] = field(default_factory=Counter)
+    wires: Counter[str] = field(default_factory=Counter)
     newest: datetime | None = None
     # Sum over members of each term's share of the member's unit vector, without the IDF
     # factor (applied when compared): the average-link signal between stories (``link.py``).
@@ -70,20 +77,23 @@ class StoryState:
         self.members[feats.key] = feats
         if mass:
             self.member_mass[feats.key] = mass
+            total = self.mass
             for term, value in mass.items():
-                self.mass[term] = self.mass.get(term, 0.0) + value
-        self.order.append(feats.key)
+                total[term] = total.get(term, 0.0) + value
+        self.order[feats.key] = None
         fresh = []
+        counts = self.term_counts
         for term in feats.all_terms:
-            if self.term_counts[term] == 0:
+            count = counts.get(term, 0)
+            if not count:
                 fresh.append(term)
-            self.term_counts[term] += 1
+            counts[term] = count + 1
         self.entity_counts.update(feats.entities)
         self.number_counts.update(feats.numbers)
         if feats.url:
-            self.urls.add(feats.url)
+            self.urls[feats.url] += 1
         if feats.wire:
-            self.wires.add(feats.wire)
+            self.wires[feats.wire] += 1
         if self.newest is None or feats.published > self.newest:
             self.newest = feats.published
         return fresh
@@ -91,7 +101,7 @@ class StoryState:
     def remove(self, key: tuple[str, str]) -> list[str]:
         """Remove a member; return the index terms no member holds any more."""
         feats = self.members.pop(key)
-        self.order.remove(key)
+        del self.order[key]
         for term, value in self.member_mass.pop(key, {}).items():
             left = self.mass.get(term, 0.0) - value
             if left > 1e-9:
@@ -99,51 +109,77 @@ class StoryState:
             else:
                 self.mass.pop(term, None)
         gone = []
+        counts = self.term_counts
         for term in feats.all_terms:
-            self.term_counts[term] -= 1
-            if self.term_counts[term] <= 0:
-                del self.term_counts[term]
+            left_count = counts[term] - 1
+            if left_count > 0:
+                counts[term] = left_count
+            else:
+                del counts[term]
                 gone.append(term)
-        self.entity_counts.subtract(feats.entities)
-        self.number_counts.subtract(feats.numbers)
-        self.entity_counts = +self.entity_counts
-        self.number_counts = +self.number_counts
-        self.urls = {m.url for m in self.members.values() if m.url}
-        self.wires = {m.wire for m in self.members.values() if m.wire}
-        self.newest = max((m.published for m in self.members.values()), default=None)
+        _discount(self.entity_counts, feats.entities)
+        _discount(self.number_counts, feats.numbers)
+        if feats.url:
+            _discount(self.urls, (feats.url,))
+        if feats.wire:
+            _discount(self.wires, (feats.wire,))
+        if feats.published == self.newest:
+            self.newest = max((m.published for m in self.members.values()), default=None)
         return gone
 
     def representatives(self) -> list[Features]:
         """The first and the latest members, compared one by one in the fuzzy signal."""
-        keys = self.order[:REP_FIRST] + self.order[REP_FIRST:][-REP_LAST:]
-        return [self.members[k] for k in keys]
+        members = self.members
+        if len(members) <= REP_FIRST + REP_LAST:
+            return list(members.values())
+        first = [members[k] for k in itertools.islice(self.order, REP_FIRST)]
+        last = [members[k] for k in itertools.islice(reversed(self.order), REP_LAST)]
+        return first + last[::-1]
+
+
+def _discount(counts: Counter[str], items: Iterable[str]) -> None:
+    """Take one of each of ``items`` off ``counts``, dropping what reaches zero."""
+    for item in items:
+        left = counts[item] - 1
+        if left > 0:
+            counts[item] = left
+        else:
+            del counts[item]
 
 
 class TermIndex:
-    """Document frequencies learnt from the stream, and term -> stories posting lists."""
+    """Document frequencies learnt from the stream, and term -> stories posting lists.
+
+    A term's weight is ``c * (ln(docs + 1) + 1) + d``: ``(c, d)`` is kept per term in the window and
+    updated when its document frequency changes, so reading a weight is one dict look-up
+    however often the window moves (``idf`` is called millions of times per thousand entries).
+    """
 
     def __init__(self) -> None:
-        self.df: Counter[str] = Counter()
+        self.df: dict[str, int] = {}
         self.docs = 0
         self.postings: dict[str, dict[str, None]] = {}
-        self._prior: dict[str, float | None] = {}
-        self._logs: list[float] = []  # ln(df + 1) by df
+        self._coef: dict[str, tuple[float, float]] = {}
         self._log_docs = 1.0
 
     def idf(self, term: str) -> float:
         """Online IDF over the window blended with the general-English prior (``prior.py``)."""
-        df = self.df.get(term, 0)
-        logs = self._logs
-        while len(logs) <= df:
-            logs.append(math.log(len(logs) + 1))
-        online = self._log_docs - logs[df]
-        try:
-            prior = self._prior[term]
-        except KeyError:
-            prior = self._prior[term] = prior_idf(term)
-        if prior is None:
-            return online
-        return (1.0 - PRIOR_SHARE) * online + PRIOR_SHARE * prior
+        coef = self._coef.get(term)
+        if coef is None:
+            coef = _coefficients(term, 0)
+        return coef[0] * self._log_docs + coef[1]
+
+    def idfs(self, terms: Iterable[str]) -> dict[str, float]:
+        """:meth:`idf` of each of ``terms``."""
+        log_docs = self._log_docs
+        get = self._coef.get
+        out = {}
+        for term in terms:
+            coef = get(term)
+            if coef is None:
+                coef = _coefficients(term, 0)
+            out[term] = coef[0] * log_docs + coef[1]
+        return out
 
     def _set_docs(self, docs: int) -> None:
         self.docs = docs
@@ -157,22 +193,35 @@ class TermIndex:
     def observe(self, terms: Iterable[str]) -> None:
         """Count one document's terms."""
         self._set_docs(self.docs + 1)
-        self.df.update(terms)
+        df = self.df
+        coef = self._coef
+        for term in terms:
+            count = df.get(term, 0) + 1
+            df[term] = count
+            coef[term] = _coefficients(term, count)
 
     def forget(self, terms: Iterable[str]) -> None:
         """Remove one document's terms from the counts (the entry left the window)."""
         self._set_docs(max(0, self.docs - 1))
+        df = self.df
         for term in terms:
-            left = self.df[term] - 1
+            left = df[term] - 1
             if left > 0:
-                self.df[term] = left
+                df[term] = left
+                self._coef[term] = _coefficients(term, left)
             else:
-                del self.df[term]
+                del df[term]
+                del self._coef[term]
 
     def link(self, story_id: str, terms: Iterable[str]) -> None:
         """Record that ``story_id`` holds each of ``terms``."""
+        postings = self.postings
         for term in terms:
-            self.postings.setdefault(term, {})[story_id] = None
+            posting = postings.get(term)
+            if posting is None:
+                postings[term] = {story_id: None}
+            else:
+                posting[story_id] = None
 
     def unlink(self, story_id: str, terms: Iterable[str]) -> None:
         """Record that ``story_id`` no longer holds any of ``terms``."""
@@ -183,16 +232,34 @@ class TermIndex:
                 if not posting:
                     del self.postings[term]
 
-    def candidates(self, terms: Iterable[str], limit: int = MAX_CANDIDATES) -> list[str]:
-        """Stories sharing the most IDF weight with ``terms``, best first."""
+    def candidates(self, weights: Mapping[str, float], limit: int = MAX_CANDIDATES) -> list[str]:
+        """Stories sharing the most IDF weight with the ``QUERY_TERMS`` heaviest terms, best first.
+
+        ``weights`` ranks the terms (an entry's weights or a story's mass times IDF); the score
+        of a story is the sum of the IDF of the query terms it holds.
+        """
+        terms: Iterable[str] = weights
+        if len(weights) > QUERY_TERMS:
+            terms = heapq.nlargest(QUERY_TERMS, weights, key=weights.__getitem__)
         acc: dict[str, float] = {}
+        get = acc.get
         for term in terms:
             posting = self.postings.get(term)
             if not posting or len(posting) > POSTING_CAP:
                 continue
             weight = self.idf(term)
             for sid in posting:
-                acc[sid] = acc.get(sid, 0.0) + weight
+                acc[sid] = get(sid, 0.0) + weight
         if len(acc) <= limit:
             return sorted(acc, key=acc.__getitem__, reverse=True)
         return heapq.nlargest(limit, acc, key=acc.__getitem__)
+
+
+def _coefficients(term: str, df: int) -> tuple[float, float]:
+    """``(c, d)``: the term's weight is ``c * (ln(docs + 1) + 1) + d`` (see TermIndex)."""
+    online = -math.log(df + 1)  # online IDF = _log_docs + online
+    prior = prior_idf(term)
+    if prior is None:
+        return 1.0, online
+    keep = 1.0 - PRIOR_SHARE
+    return keep, keep * online + PRIOR_SHARE * prior

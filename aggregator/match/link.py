@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.match.index import StoryState
@@ -85,9 +85,12 @@ def average_link(
     return dot / (size_a * size_b), [t for _, t in top]
 
 
-def query_terms(story: StoryState, idf: Idf, limit: int = LINK_QUERY_TERMS) -> list[str]:
-    """The story's most telling terms: where its neighbours are found in the index."""
-    return heapq.nlargest(limit, story.mass, key=lambda t: story.mass[t] * idf(t))
+def query_terms(mass: Mapping[str, float], idf: Idf, limit: int = LINK_QUERY_TERMS) -> list[str]:
+    """The most telling terms of a mass (highest mass x IDF first): where neighbours are found.
+
+    Also the anchors of :func:`anchors_agree` (its first ``ANCHOR_TERMS``).
+    """
+    return heapq.nlargest(limit, mass, key=lambda t: mass[t] * idf(t))
 
 
 def check_due(story: StoryState) -> bool:
@@ -118,11 +121,14 @@ def anchors_agree(a: Mapping[str, float], b: Mapping[str, float], idf: Idf) -> b
     Two stories sharing only their generic words ("files for bankruptcy") are told about
     different subjects (Sbarro, Mt. Gox): each one's top terms must be present in the other.
     """
-    for one, other in ((a, b), (b, a)):
-        top = heapq.nlargest(ANCHOR_TERMS, one, key=lambda t: one[t] * idf(t))
-        if not any(t in other for t in top):
-            return False
-    return True
+    return anchors_present(query_terms(a, idf, ANCHOR_TERMS), b) and anchors_present(
+        query_terms(b, idf, ANCHOR_TERMS), a
+    )
+
+
+def anchors_present(ranked: Sequence[str], other: Mapping[str, float]) -> bool:
+    """True when one of the first ``ANCHOR_TERMS`` of ``ranked`` (see query_terms) is in other."""
+    return any(t in other for t in ranked[:ANCHOR_TERMS])
 
 
 def cohesion(mass: Mapping[str, float], size: int, idf: Idf) -> float:

@@ -5,6 +5,7 @@ Pure functions: they read the entry's features, the story's aggregate and an IDF
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ FULL_SHARE = 0.15
 # event cluster within hours; a gap of days is weak evidence against (follow-ups, re-runs).
 TIME_SCALE = timedelta(hours=36)
 TIME_FLOOR = 0.85
+# Shared terms listed in the evidence, heaviest first.
+SHARED_SHOWN = 8
 
 
 # Measurements below: `python -m benchmarks.match --no-extra` (UCI head, seed 0, B3), one
@@ -127,6 +130,47 @@ def entry_weights(feats: Features, idf: Idf) -> dict[str, float]:
     return weights
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """An entry prepared once for comparison with several stories (see :func:`prepare`)."""
+
+    weights: dict[str, float]
+    idfs: dict[str, float]
+    total: float
+    norm: float
+    entity_idfs: dict[str, float]
+    entity_total: float
+
+
+def weights_of(feats: Features, idfs: Mapping[str, float]) -> dict[str, float]:
+    """:func:`entry_weights` from the IDF of each of ``feats.all_terms``."""
+    weights = {t: idfs[t] for t in feats.title_terms}
+    for term in feats.summary_terms:
+        weights[term] = SUMMARY_WEIGHT * idfs[term]
+    for term in feats.bigrams:
+        weights[term] = BIGRAM_WEIGHT * idfs[term]
+    return weights
+
+
+def prepare(feats: Features, idf: Idf, idfs: dict[str, float] | None = None) -> Query:
+    """The entry's term weights and the sums every comparison with a story reuses.
+
+    ``idfs``: the IDF of each of ``feats.all_terms`` when the caller has it.
+    """
+    if idfs is None:
+        idfs = {t: idf(t) for t in feats.all_terms}
+    weights = weights_of(feats, idfs)
+    entity_idfs = {e: idf(e) for e in feats.entities}
+    return Query(
+        weights=weights,
+        idfs=idfs,
+        total=sum(weights.values()),
+        norm=math.sqrt(sum(w * w for w in weights.values())),
+        entity_idfs=entity_idfs,
+        entity_total=sum(entity_idfs.values()),
+    )
+
+
 def centroid_weight(count: int, idf_value: float) -> float:
     """Sublinear member count times IDF: a term in 50 members is not 50 times as telling."""
     return (1.0 + math.log(count)) * idf_value
@@ -134,50 +178,48 @@ def centroid_weight(count: int, idf_value: float) -> float:
 
 def story_norm(story: StoryState, idf: Idf) -> float:
     """Euclidean norm of the story centroid."""
-    return math.sqrt(sum(centroid_weight(c, idf(t)) ** 2 for t, c in story.term_counts.items()))
+    log = math.log
+    return math.sqrt(sum(((1.0 + log(c)) * idf(t)) ** 2 for t, c in story.term_counts.items()))
 
 
 def score(
     feats: Features,
-    weights: dict[str, float],
+    query: Query,
     story: StoryState,
     norm: float,
-    idf: Idf,
     df: Callable[[str], int],
     config: MatchConfig,
-    idfs: Mapping[str, float] | None = None,
 ) -> Signals:
-    """Compare an entry (features + IDF weights) with a story; all signals and the combination.
+    """Compare an entry (features + its :func:`prepare`) with a story; all signals and the score.
 
-    ``idfs`` holds the IDF of each term of ``weights`` when the caller scores one entry against
-    several stories (computed here otherwise).
+    Only the terms the entry shares with the story are visited: the others add nothing to the
+    dot product, coverage or ownership, and the entry's own sums come with ``query``.
     """
     counts = story.term_counts
-    size = story.size
-    term_idf = {t: idf(t) for t in weights} if idfs is None else idfs
+    weights = query.weights
+    idfs = query.idfs
+    full = config.full_share * story.size
+    log = math.log
     dot = 0.0
     covered = 0.0
     owned = 0.0
-    total = 0.0
-    e_norm2 = 0.0
     shared: list[tuple[float, str]] = []
-    for term, w in weights.items():
-        e_norm2 += w * w
-        total += w
-        count = counts.get(term, 0)
-        if count:
-            dot += w * (1.0 + math.log(count)) * term_idf[term]
-            covered += w * min(1.0, count / (config.full_share * size))
-            owned += w * min(1.0, count / max(1, df(term)))
-            shared.append((w, term))
-    cosine = dot / (math.sqrt(e_norm2) * norm) if dot and norm else 0.0
+    for term in weights.keys() & counts.keys():
+        w = weights[term]
+        count = counts[term]
+        dot += w * (1.0 + log(count)) * idfs[term]
+        covered += w * min(1.0, count / full)
+        owned += w * min(1.0, count / max(1, df(term)))
+        shared.append((w, term))
+    total = query.total
+    cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
     owner = owned / total if total else 0.0
     fuzzy = max(
         (fuzz.token_sort_ratio(feats.fuzzy_text, rep.fuzzy_text) / 100.0)
         for rep in story.representatives()
     )
-    entity_miss = _entity_miss(feats, story, idf)
+    entity_miss = _entity_miss(query, story)
     conflict = _number_conflict(feats, story)
     time_factor = proximity(feats.published, story.newest)
     combined = (
@@ -189,7 +231,6 @@ def score(
     combined -= config.entity_penalty * entity_miss
     if conflict:
         combined -= config.number_penalty
-    shared.sort(reverse=True)
     return Signals(
         cosine=cosine,
         coverage=coverage,
@@ -198,23 +239,22 @@ def score(
         entity_miss=entity_miss,
         number_conflict=conflict,
         time_factor=time_factor,
-        shared=tuple(t for _, t in shared[:8]),
+        shared=tuple(t for _, t in heapq.nlargest(SHARED_SHOWN, shared)),
         score=combined,
     )
 
 
-def _entity_miss(feats: Features, story: StoryState, idf: Idf) -> float:
+def _entity_miss(query: Query, story: StoryState) -> float:
     """IDF share of the entry's named entities that no member of the story mentions."""
-    if not feats.entities:
+    if not query.entity_idfs:
         return 0.0
-    total = 0.0
     missed = 0.0
-    for ent in feats.entities:
-        w = idf(ent)
-        total += w
-        if ent not in story.entity_counts and ent not in story.term_counts:
+    entity_counts = story.entity_counts
+    term_counts = story.term_counts
+    for ent, w in query.entity_idfs.items():
+        if ent not in entity_counts and ent not in term_counts:
             missed += w
-    return missed / total
+    return missed / query.entity_total
 
 
 def _number_conflict(feats: Features, story: StoryState) -> bool:
