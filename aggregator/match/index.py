@@ -181,6 +181,20 @@ class TermIndex:
             out[term] = coef[0] * log_docs + coef[1]
         return out
 
+    def centroid_norm(self, counts: Mapping[str, int]) -> float:
+        """Norm of the story centroid ``(1 + ln count) * idf`` (``score.story_norm``), fused."""
+        log_docs = self._log_docs
+        get = self._coef.get
+        log = math.log
+        total = 0.0
+        for term, count in counts.items():
+            coef = get(term)
+            if coef is None:
+                coef = _coefficients(term, 0)
+            weight = (1.0 + log(count)) * (coef[0] * log_docs + coef[1])
+            total += weight * weight
+        return math.sqrt(total)
+
     def _set_docs(self, docs: int) -> None:
         self.docs = docs
         # ln(docs + 1) + 1, so that idf = _log_docs - ln(df + 1) is the smoothed IDF.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from aggregator.match.score import (
     prepare,
     proximity,
     score,
+    score_above,
     story_norm,
     threshold_for,
 )
@@ -210,11 +212,19 @@ class Matcher:
                 continue
             if story.newest is not None and feats.published - story.newest > self.window:
                 continue
-            signals = score(feats, query, story, self._norm(story), self.index.df_of, self.config)
-            margin = signals.score - threshold_for(story.size, self.config)
+            # margin = score - threshold + bonus; a story is best only with a higher margin.
+            threshold = threshold_for(story.size, self.config)
+            bonus = 0.0
             if vector is not None and self.semantic is not None:
                 sem = self.semantic.entry_link(vector, story_id, story.size)
-                margin += SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
+                bonus = SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
+            floor = -math.inf if best is None else best[0] + threshold - bonus
+            signals = score_above(
+                feats, query, story, self._norm(story), self.index.df_of, self.config, floor
+            )
+            if signals is None:
+                continue
+            margin = signals.score - threshold + bonus
             if best is None or margin > best[0]:
                 best = (margin, signals, story_id)
         self._last_query = (feats, query)
@@ -369,8 +379,7 @@ class Matcher:
         cached = self._norms.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
-        idfs = self.index.idfs(story.term_counts)
-        norm = story_norm(story, idfs.__getitem__)
+        norm = self.index.centroid_norm(story.term_counts)
         self._norms[story.story_id] = (story.size, norm)
         return norm
 

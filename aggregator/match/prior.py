@@ -34,8 +34,13 @@ def _frequencies() -> dict[str, float]:
 @lru_cache(maxsize=CACHE_TERMS)
 def prior_idf(term: str) -> float | None:
     """The prior weight of a term (bigrams: that of their rarer word); None for figures."""
-    if any(c.isdigit() for c in term):
+    if "_" in term:
+        # The weight falls as the frequency rises: the rarer word's is the higher of the two.
+        parts = [prior_idf(part) for part in term.split("_")]
+        if None in parts:
+            return None
+        return max(p for p in parts if p is not None)
+    if not term.isalpha() and any(c.isdigit() for c in term):
         return None
-    freqs = _frequencies()
-    rarest = min(freqs.get(part, 0.0) for part in term.split("_"))
-    return max(MIN_PRIOR, -math.log(max(rarest, FLOOR_FREQUENCY)) - SHIFT)
+    frequency = _frequencies().get(term, 0.0)
+    return max(MIN_PRIOR, -math.log(max(frequency, FLOOR_FREQUENCY)) - SHIFT)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from aggregator.match.index import StoryState
 from aggregator.match.link import LINK_THRESHOLD, RELATIVE_FLOOR, RELATIVE_LINK
@@ -190,10 +190,27 @@ def score(
     df: Callable[[str], int],
     config: MatchConfig,
 ) -> Signals:
-    """Compare an entry (features + its :func:`prepare`) with a story; all signals and the score.
+    """Compare an entry (features + its :func:`prepare`) with a story; all signals and the score."""
+    signals = score_above(feats, query, story, norm, df, config, -math.inf)
+    assert signals is not None  # nothing is at or below -inf
+    return signals
+
+
+def score_above(
+    feats: Features,
+    query: Query,
+    story: StoryState,
+    norm: float,
+    df: Callable[[str], int],
+    config: MatchConfig,
+    floor: float,
+) -> Signals | None:
+    """:func:`score`, or None when the score cannot exceed ``floor`` whatever the fuzzy match.
 
     Only the terms the entry shares with the story are visited: the others add nothing to the
-    dot product, coverage or ownership, and the entry's own sums come with ``query``.
+    dot product, coverage or ownership, and the entry's own sums come with ``query``. The
+    fuzzy title match, the costliest signal, is computed last and only when a perfect one
+    could lift the score above ``floor`` (the caller's best so far).
     """
     counts = story.term_counts
     weights = query.weights
@@ -215,22 +232,17 @@ def score(
     cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
     owner = owned / total if total else 0.0
-    fuzzy = max(
-        (fuzz.token_sort_ratio(feats.fuzzy_text, rep.fuzzy_text) / 100.0)
-        for rep in story.representatives()
-    )
     entity_miss = _entity_miss(query, story)
     conflict = _number_conflict(feats, story)
     time_factor = proximity(feats.published, story.newest)
-    combined = (
-        config.w_cosine * cosine
-        + config.w_coverage * coverage
-        + config.w_fuzzy * fuzzy
-        + config.w_owner * owner
-    ) * time_factor
-    combined -= config.entity_penalty * entity_miss
-    if conflict:
-        combined -= config.number_penalty
+    partial = config.w_cosine * cosine + config.w_coverage * coverage + config.w_owner * owner
+    penalty = config.entity_penalty * entity_miss + (config.number_penalty if conflict else 0.0)
+    if (partial + config.w_fuzzy) * time_factor - penalty <= floor:
+        return None
+    texts = [rep.fuzzy_text for rep in story.representatives()]
+    best = process.extractOne(feats.fuzzy_text, texts, scorer=fuzz.ratio)
+    fuzzy = best[1] / 100.0 if best else 0.0
+    combined = (partial + config.w_fuzzy * fuzzy) * time_factor - penalty
     return Signals(
         cosine=cosine,
         coverage=coverage,

@@ -233,6 +233,8 @@ class Features:
 
     key: tuple[str, str]
     title: str
+    # The title's words in sorted order: rapidfuzz's ratio of two such texts is the
+    # token_sort_ratio of the titles, without sorting the same title again at each comparison.
     fuzzy_text: str
     title_terms: frozenset[str]
     summary_terms: frozenset[str]
@@ -242,11 +244,8 @@ class Features:
     url: str | None
     wire: str | None
     published: datetime
-
-    @property
-    def all_terms(self) -> frozenset[str]:
-        """Every unigram and bigram of title and summary (the index keys)."""
-        return self.title_terms | self.summary_terms | self.bigrams
+    # Every unigram and bigram of title and summary (the index keys).
+    all_terms: frozenset[str]
 
 
 def lead(summary: str, limit: int | None = None) -> str:
@@ -266,16 +265,19 @@ def features(entry: Entry) -> Features:
     summary = lead(entry.summary)
     summary_raw, summary_words = tokens(summary) if summary else ([], [])
     text = f"{entry.title} {summary}" if summary else entry.title
+    summary_terms = frozenset(_terms_of(summary_words)) - title_terms
+    title_bigrams = frozenset(bigrams(title_seq))
     return Features(
         key=entry.key,
         title=entry.title,
-        fuzzy_text=" ".join(title_words),
+        fuzzy_text=" ".join(sorted(title_words)),
         title_terms=title_terms,
-        summary_terms=frozenset(_terms_of(summary_words)) - title_terms,
-        bigrams=frozenset(bigrams(title_seq)),
+        summary_terms=summary_terms,
+        bigrams=title_bigrams,
         entities=entities_of(title_raw) | (entities_of(summary_raw) if summary else frozenset()),
         numbers=numbers(text),
         url=entry.url,
         wire=_wire_of(summary_words) if summary else None,
         published=entry.published,
+        all_terms=title_terms | summary_terms | title_bigrams,
     )
