@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+from aggregator.match.prior import prior_idf
 from aggregator.types import Entry
 
 # Words that say nothing about which event a headline reports. Kept short on purpose: online IDF
@@ -39,6 +40,11 @@ WIRE_TEXT_MIN_CHARS = 120
 # at 978 entries/s, 600 -> .973, 400 -> .995 at 1,306/s, 250 -> 1.000 at 1,882/s. UCI head has
 # no summaries. 250 would often keep a single sentence of a real lead: 400 keeps two.
 SUMMARY_LEAD_CHARS = 400
+
+# Summary terms (not in the title) an entry keeps: the rarest in general English (``prior.py``),
+# the earliest first among equals. Names and rare words tell the event; common words weigh
+# little and each costs as much as a name in every comparison.
+SUMMARY_TERMS = 16
 
 # Distinct raw tokens whose normalised, stemmed form is memoised: news vocabulary is Zipfian,
 # so a few tens of thousands of tokens cover nearly every word of a busy window; the stemming
@@ -257,6 +263,21 @@ def lead(summary: str, limit: int | None = None) -> str:
     return summary[: cut if cut > 0 else limit]
 
 
+def _telling(seq: list[str], title_terms: frozenset[str]) -> frozenset[str]:
+    """The SUMMARY_TERMS rarest summary terms not in the title (rarity by prior, then order)."""
+    distinct = [t for t in dict.fromkeys(seq) if t not in title_terms]
+    if len(distinct) <= SUMMARY_TERMS:
+        return frozenset(distinct)
+    ranked = sorted(distinct, key=_rarity)
+    return frozenset(ranked[:SUMMARY_TERMS])
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _rarity(term: str) -> float:
+    """Sort key of :func:`_telling`, rarest first (figures, with no prior, last)."""
+    return -(prior_idf(term) or 0.0)
+
+
 def features(entry: Entry) -> Features:
     """Extract the matching features of ``entry`` (pure)."""
     title_raw, title_words = tokens(entry.title)
@@ -265,7 +286,7 @@ def features(entry: Entry) -> Features:
     summary = lead(entry.summary)
     summary_raw, summary_words = tokens(summary) if summary else ([], [])
     text = f"{entry.title} {summary}" if summary else entry.title
-    summary_terms = frozenset(_terms_of(summary_words)) - title_terms
+    summary_terms = _telling(_terms_of(summary_words), title_terms)
     title_bigrams = frozenset(bigrams(title_seq))
     return Features(
         key=entry.key,
