@@ -58,6 +58,13 @@ log = logging.getLogger("aggregator.update")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 
+# Polls that change no entries (304, identical body, errors) write only the feed's state. In a
+# steady cycle that is 95% of feeds, and one transaction each cost ~13 ms of waiting on SQLite's
+# write lock (400 feeds: 12.8 ms wall, 0.9 ms CPU per commit); batched, a cycle pays a few
+# commits. A poll's state is written at most this long after the poll, in batches of this size.
+STATE_BATCH_DELAY = 0.05
+STATE_BATCH_MAX = 500
+
 # Larger than any store sequence number: asking for entries after it returns none, only the
 # newest sequence number.
 _NEWEST_ONLY = 2**62
@@ -173,6 +180,8 @@ class Updater:
         self._index = build_index(storage, match_window, clock())
         self._assign_lock = asyncio.Lock()
         self._writes: set[asyncio.Future[Any]] = set()
+        self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
+        self._state_flush: asyncio.Task[None] | None = None
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage write in a thread, shielded from cancellation: a shutdown that
@@ -209,8 +218,53 @@ class Updater:
 
     async def drain(self) -> None:
         """Wait for storage writes still running after their refreshes were cancelled."""
+        if self._states:
+            await self._flush_states(delay=0)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def _store_state(self, refresh: FeedRefresh) -> None:
+        """Store a refresh that carries no entries, batched with others (see
+        ``STATE_BATCH_DELAY``); returns once it is committed, raises ``StorageError`` if not."""
+        done = asyncio.get_running_loop().create_future()
+        self._states.append((refresh, done))
+        if len(self._states) >= STATE_BATCH_MAX:
+            self._state_flush = asyncio.ensure_future(self._flush_states(delay=0))
+        elif self._state_flush is None or self._state_flush.done():
+            self._state_flush = asyncio.ensure_future(self._flush_states(STATE_BATCH_DELAY))
+        await asyncio.shield(done)
+
+    async def _flush_states(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        batch, self._states = self._states, []
+        if not batch:
+            return
+        async with self._assign_lock:  # one writer at a time: no waiting on SQLite's lock
+            failures = await self._write(self._store_states, [r for r, _ in batch])
+        for refresh, done in batch:
+            error = failures.get(refresh.feed_url)
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    def _store_states(self, refreshes: list[FeedRefresh]) -> dict[str, StorageError]:
+        """Write the batch in one transaction; if that fails, feed by feed, so one bad
+        refresh fails only itself. Returns the errors by feed URL."""
+        try:
+            self.storage.store_refreshes(refreshes)
+            return {}
+        except StorageError:
+            failures = {}
+            for refresh in refreshes:
+                try:
+                    self.storage.store_refresh(refresh)
+                except StorageError as exc:
+                    failures[refresh.feed_url] = exc
+            return failures
 
     async def refresh(self, feed: FeedState) -> RefreshResult:
         """Fetch, parse, match and store one feed. Never raises for a feed's own failure."""
@@ -227,7 +281,7 @@ class Updater:
             result.content is not None and body_hash(result.content) == feed.body_hash
         ):
             state = self._success_state(feed, result, now, None)
-            await self._write(self.storage.store_refresh, FeedRefresh(feed.url, state))
+            await self._store_state(FeedRefresh(feed.url, state))
             return RefreshResult(
                 feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
             )
@@ -354,7 +408,7 @@ class Updater:
             moved_to=feed.moved_to,
             gone=gone,
         )
-        await self._write(self.storage.store_refresh, FeedRefresh(feed.url, state))
+        await self._store_state(FeedRefresh(feed.url, state))
         return RefreshResult(feed.url, feed.display_name, status, 0, 0, message, _since(started))
 
     async def refresh_many(

@@ -722,3 +722,17 @@ def test_story_merges_in_a_refresh_are_applied_once(store: SqlStorage) -> None:
     )
     story = store.get_story("old")
     assert story is not None and len(story.sources) == 3
+
+
+def test_store_refreshes_writes_a_batch_all_or_none(store: SqlStorage) -> None:
+    setup_feeds(store)
+    polled = T0 + timedelta(hours=1)
+    batch = [FeedRefresh(url, ok_state(polled, status=304)) for url in (FEED_A, FEED_B)]
+    store.store_refreshes(batch)
+    assert all(f.last_polled == polled for f in store.list_feeds() if f.url != FEED_C)
+    stray = FeedRefresh(FEED_C, ok_state(polled), (new(entry(FEED_A, "x"), "s"),))
+    later = polled + timedelta(hours=1)
+    with pytest.raises(ValueError, match="entries of other feeds"):
+        store.store_refreshes([FeedRefresh(FEED_A, ok_state(later)), stray])
+    feed_a = store.get_feed(FEED_A)
+    assert feed_a is not None and feed_a.last_polled == polled  # the batch was rolled back

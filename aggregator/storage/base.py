@@ -63,6 +63,10 @@ class Storage(Protocol):
         ``updated`` time of every story touched becomes ``state.last_polled``.
         """
 
+    def store_refreshes(self, refreshes: Sequence[FeedRefresh]) -> None:
+        """Write several refreshes in one transaction, all or none (the same rules as
+        ``store_refresh`` for each). Used to record many unchanged feeds' polls at once."""
+
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None
     ) -> list[Story]:

@@ -230,6 +230,14 @@ class SqlStorage:
         with self._tx(f"store_refresh {refresh.feed_url}", write=True) as conn:
             writes.store_refresh(conn, refresh)
 
+    def store_refreshes(self, refreshes: Sequence[FeedRefresh]) -> None:
+        """Write several refreshes in one transaction: all or none."""
+        if not refreshes:
+            return
+        with self._tx(f"store_refreshes ({len(refreshes)} feeds)", write=True) as conn:
+            for refresh in refreshes:
+                writes.store_refresh(conn, refresh)
+
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None
     ) -> list[Story]:
