@@ -55,6 +55,8 @@ class StoryState:
     term_counts: dict[str, int] = field(default_factory=dict)
     entity_counts: Counter[str] = field(default_factory=Counter)
     number_counts: Counter[str] = field(default_factory=Counter)
+    # Members' figures by kind ("%", "$", ...): whether the story states a figure of a kind.
+    number_kinds: Counter[str] = field(default_factory=Counter)
     urls: Counter[str] = field(default_factory=Counter)
     wires: Counter[str] = field(default_factory=Counter)
     newest: datetime | None = None
@@ -90,6 +92,7 @@ class StoryState:
             counts[term] = count + 1
         self.entity_counts.update(feats.entities)
         self.number_counts.update(feats.numbers)
+        self.number_kinds.update(number_kinds(feats.numbers))
         if feats.url:
             self.urls[feats.url] += 1
         if feats.wire:
@@ -119,6 +122,7 @@ class StoryState:
                 gone.append(term)
         _discount(self.entity_counts, feats.entities)
         _discount(self.number_counts, feats.numbers)
+        _discount(self.number_kinds, number_kinds(feats.numbers))
         if feats.url:
             _discount(self.urls, (feats.url,))
         if feats.wire:
@@ -135,6 +139,11 @@ class StoryState:
         first = [members[k] for k in itertools.islice(self.order, REP_FIRST)]
         last = [members[k] for k in itertools.islice(reversed(self.order), REP_LAST)]
         return first + last[::-1]
+
+
+def number_kinds(figures: Iterable[str]) -> list[str]:
+    """The kind of each tagged figure (``%:92`` -> ``%``), one per figure."""
+    return [f.partition(":")[0] for f in figures]
 
 
 def _discount(counts: Counter[str], items: Iterable[str]) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aggregator.match.index import StoryState
+from aggregator.match.index import StoryState, number_kinds
 
 Idf = Callable[[str], float]
 
@@ -70,17 +71,14 @@ def average_link(
     a: Mapping[str, float], size_a: int, b: Mapping[str, float], size_b: int, idf: Idf
 ) -> tuple[float, list[str]]:
     """Mean cosine over member pairs of two stories, and the terms contributing most."""
-    if len(a) > len(b):
-        a, b = b, a
     dot = 0.0
     parts: list[tuple[float, str]] = []
-    for term, value in a.items():
-        other = b.get(term)
-        if other:
-            weight = idf(term)
-            part = value * other * weight * weight
-            dot += part
-            parts.append((part, term))
+    # The key views' intersection walks the smaller side in C; only shared terms count.
+    for term in a.keys() & b.keys():
+        weight = idf(term)
+        part = a[term] * b[term] * weight * weight
+        dot += part
+        parts.append((part, term))
     top = heapq.nlargest(6, parts)
     return dot / (size_a * size_b), [t for _, t in top]
 
@@ -101,18 +99,26 @@ def check_due(story: StoryState) -> bool:
     return True
 
 
-def figures_conflict(mine: Iterable[str], theirs: Mapping[str, int]) -> bool:
-    """True when both sides state figures of one kind and none agree (92% vs 72%)."""
+def figures_conflict(
+    mine: Iterable[str], theirs: Mapping[str, int], their_kinds: Mapping[str, int] | None = None
+) -> bool:
+    """True when both sides state figures of one kind and none agree (92% vs 72%).
+
+    ``their_kinds`` counts ``theirs`` by kind (``StoryState.number_kinds``), when kept.
+    """
     if not theirs:
         return False
-    kinds = {n.split(":", 1)[0] for n in mine} - {"n"}
-    for kind in kinds:
-        prefix = kind + ":"
-        ours = {n for n in mine if n.startswith(prefix)}
-        other = {n for n in theirs if n.startswith(prefix)}
-        if other and not (ours & other):
-            return True
-    return False
+    if their_kinds is None:
+        their_kinds = Counter(number_kinds(theirs))
+    by_kind: dict[str, list[str]] = {}
+    for figure in mine:
+        kind = figure.partition(":")[0]
+        if kind != "n":
+            by_kind.setdefault(kind, []).append(figure)
+    return any(
+        their_kinds.get(kind) and not any(f in theirs for f in figures)
+        for kind, figures in by_kind.items()
+    )
 
 
 def anchors_agree(a: Mapping[str, float], b: Mapping[str, float], idf: Idf) -> bool:

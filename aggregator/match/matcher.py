@@ -256,7 +256,7 @@ class Matcher:
             story = self.stories[story_id]
             if not self._allowed(feats, story_id) or self._too_far(feats.published, story):
                 continue
-            if figures_conflict(feats.numbers, story.number_counts):
+            if figures_conflict(feats.numbers, story.number_counts, story.number_kinds):
                 continue
             link, top = average_link(mass, 1, story.mass, story.size, idf)
             if vector is not None and self.semantic is not None:
@@ -352,7 +352,7 @@ class Matcher:
             return False
         if abs(a.newest - b.newest) > self.window:
             return False
-        if figures_conflict(a.number_counts, b.number_counts):
+        if figures_conflict(a.number_counts, b.number_counts, b.number_kinds):
             return False
         if not self._forbidden:
             return True

@@ -14,7 +14,12 @@ from datetime import datetime, timedelta
 from rapidfuzz import fuzz, process
 
 from aggregator.match.index import StoryState
-from aggregator.match.link import LINK_THRESHOLD, RELATIVE_FLOOR, RELATIVE_LINK
+from aggregator.match.link import (
+    LINK_THRESHOLD,
+    RELATIVE_FLOOR,
+    RELATIVE_LINK,
+    figures_conflict,
+)
 from aggregator.match.text import Features
 
 Idf = Callable[[str], float]
@@ -273,10 +278,4 @@ def _number_conflict(feats: Features, story: StoryState) -> bool:
     """True when the entry and the story state figures of one kind and none agree (92% vs 72%)."""
     if not feats.numbers or not story.number_counts:
         return False
-    kinds = {n.split(":", 1)[0] for n in feats.numbers} - {"n"}
-    for kind in kinds:
-        mine = {n for n in feats.numbers if n.startswith(kind + ":")}
-        theirs = {n for n in story.number_counts if n.startswith(kind + ":")}
-        if theirs and not (mine & theirs):
-            return True
-    return False
+    return figures_conflict(feats.numbers, story.number_counts, story.number_kinds)

@@ -39,7 +39,7 @@ WIRE_TEXT_MIN_CHARS = 120
 # benchmarks.match_realistic (feedgen entries, ~530-character summaries): 1000 -> B3 F1 .974
 # at 978 entries/s, 600 -> .973, 400 -> .995 at 1,306/s, 250 -> 1.000 at 1,882/s. UCI head has
 # no summaries. 250 would often keep a single sentence of a real lead: 400 keeps two.
-SUMMARY_LEAD_CHARS = 400
+SUMMARY_LEAD_CHARS = 300
 
 # Summary terms (not in the title) an entry keeps: the rarest in general English (``prior.py``),
 # the earliest first among equals. Names and rare words tell the event; common words weigh
@@ -51,7 +51,7 @@ SUMMARY_TERMS = 16
 # and stopword checks then cost one cache hit per token instead of a dozen string operations.
 TOKEN_CACHE = 1 << 17
 
-_WORD_RE = re.compile(r"[^\W\d_][\w'’.-]*[^\W_]|[^\W\d_]|\d+(?:[.,]\d+)*")
+_WORD_RE = re.compile(r"[^\W\d_](?:[\w'’.-]*[^\W_])?|\d+(?:[.,]\d+)*")
 _NUMBER_RE = re.compile(
     r"(?P<cur>[$€£¥])?\s?(?P<num>\d+(?:[.,]\d+)*)\s?(?P<unit>%|percent\b|per cent\b|"
     r"pct\b|bn\b|billion\b|mn\b|million\b|m\b|k\b|gb\b|mb\b|tb\b|points?\b|pts\b|"
@@ -176,13 +176,11 @@ def entities(text: str) -> frozenset[str]:
 def entities_of(raw: list[str]) -> frozenset[str]:
     """:func:`entities` of the raw tokens of a text."""
     # A token starts with a letter or digit, which normalising never strips.
-    capitalised = sum(1 for w in raw if w[:1].isupper())
-    title_case = len(raw) > 3 and capitalised >= 0.7 * len(raw)
+    capitalised = [i for i, word in enumerate(raw) if word[0].isupper()]
+    title_case = len(raw) > 3 and len(capitalised) >= 0.7 * len(raw)
     found: set[str] = set()
-    for i, word in enumerate(raw):
-        if not word[:1].isupper():
-            continue
-        entity = _entity(word)
+    for i in capitalised:
+        entity = _entity(raw[i])
         if entity is not None and (entity[1] or (i > 0 and not title_case)):
             found.add(entity[0])
     return frozenset(found)
@@ -250,8 +248,15 @@ class Features:
     url: str | None
     wire: str | None
     published: datetime
-    # Every unigram and bigram of title and summary (the index keys).
-    all_terms: frozenset[str]
+
+    @property
+    def all_terms(self) -> frozenset[str]:
+        """Every unigram and bigram of title and summary (the index keys).
+
+        A union per call rather than a field: a million indexed entries would hold a
+        second copy of every term set.
+        """
+        return self.title_terms | self.summary_terms | self.bigrams
 
 
 def lead(summary: str, limit: int | None = None) -> str:
@@ -300,5 +305,4 @@ def features(entry: Entry) -> Features:
         url=entry.url,
         wire=_wire_of(summary_words) if summary else None,
         published=entry.published,
-        all_terms=title_terms | summary_terms | title_bigrams,
     )
