@@ -79,9 +79,16 @@ class StoryState:
         self.members[feats.key] = feats
         if mass:
             self.member_mass[feats.key] = mass
-            total = self.mass
-            for term, value in mass.items():
-                total[term] = total.get(term, 0.0) + value
+            if len(self.member_mass) == 1:
+                # A one-member story's sum is its member's vector: shared until a second
+                # member joins (most stories in a window have one member).
+                self.mass = mass
+            else:
+                # With a second member, the sum may still be the first member's own vector.
+                total = self.mass if len(self.member_mass) > 2 else dict(self.mass)
+                for term, value in mass.items():
+                    total[term] = total.get(term, 0.0) + value
+                self.mass = total
         self.order[feats.key] = None
         fresh = []
         counts = self.term_counts
@@ -105,12 +112,18 @@ class StoryState:
         """Remove a member; return the index terms no member holds any more."""
         feats = self.members.pop(key)
         del self.order[key]
-        for term, value in self.member_mass.pop(key, {}).items():
-            left = self.mass.get(term, 0.0) - value
-            if left > 1e-9:
-                self.mass[term] = left
+        removed = self.member_mass.pop(key, None)
+        if removed is not None:
+            if self.mass is removed:
+                self.mass = {}  # the sole member's own vector (see add)
             else:
-                self.mass.pop(term, None)
+                total = self.mass
+                for term, value in removed.items():
+                    left = total.get(term, 0.0) - value
+                    if left > 1e-9:
+                        total[term] = left
+                    else:
+                        total.pop(term, None)
         gone = []
         counts = self.term_counts
         for term in feats.all_terms:
@@ -167,7 +180,10 @@ class TermIndex:
     def __init__(self) -> None:
         self.df: dict[str, int] = {}
         self.docs = 0
-        self.postings: dict[str, dict[str, None]] = {}
+        # Term -> the stories holding it: the story id itself while only one does (most terms:
+        # names, title bigrams), which spares a dict per term; a dict used as an ordered set
+        # once two do.
+        self.postings: dict[str, str | dict[str, None]] = {}
         self._coef: dict[str, tuple[float, float]] = {}
         self._log_docs = 1.0
 
@@ -242,18 +258,29 @@ class TermIndex:
         for term in terms:
             posting = postings.get(term)
             if posting is None:
-                postings[term] = {story_id: None}
+                postings[term] = story_id
+            elif isinstance(posting, str):
+                if posting != story_id:
+                    postings[term] = {posting: None, story_id: None}
             else:
                 posting[story_id] = None
 
     def unlink(self, story_id: str, terms: Iterable[str]) -> None:
         """Record that ``story_id`` no longer holds any of ``terms``."""
+        postings = self.postings
         for term in terms:
-            posting = self.postings.get(term)
-            if posting is not None:
-                posting.pop(story_id, None)
-                if not posting:
-                    del self.postings[term]
+            posting = postings.get(term)
+            if posting is None:
+                continue
+            if isinstance(posting, str):
+                if posting == story_id:
+                    del postings[term]
+                continue
+            posting.pop(story_id, None)
+            if len(posting) == 1:
+                postings[term] = next(iter(posting))
+            elif not posting:
+                del postings[term]
 
     def candidates(self, weights: Mapping[str, float], limit: int = MAX_CANDIDATES) -> list[str]:
         """Stories sharing the most IDF weight with the ``QUERY_TERMS`` heaviest terms, best first.
@@ -266,9 +293,15 @@ class TermIndex:
             terms = heapq.nlargest(QUERY_TERMS, weights, key=weights.__getitem__)
         acc: dict[str, float] = {}
         get = acc.get
+        postings = self.postings
         for term in terms:
-            posting = self.postings.get(term)
-            if not posting or len(posting) > POSTING_CAP:
+            posting = postings.get(term)
+            if posting is None:
+                continue
+            if isinstance(posting, str):
+                acc[posting] = get(posting, 0.0) + self.idf(term)
+                continue
+            if len(posting) > POSTING_CAP:
                 continue
             weight = self.idf(term)
             for sid in posting:
