@@ -234,10 +234,16 @@ class TermIndex:
         self._set_docs(self.docs + 1)
         df = self.df
         coef = self._coef
+        log = math.log
+        share = PRIOR_SHARE
+        keep = 1.0 - share
         for term in terms:
             count = df.get(term, 0) + 1
             df[term] = count
-            coef[term] = _coefficients(term, count)
+            # _coefficients(term, count), inlined: this runs for every term of every entry.
+            online = -log(count + 1)
+            prior = prior_idf(term)
+            coef[term] = (1.0, online) if prior is None else (keep, keep * online + share * prior)
 
     def forget(self, terms: Iterable[str]) -> None:
         """Remove one document's terms from the counts (the entry left the window)."""

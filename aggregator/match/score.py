@@ -225,14 +225,13 @@ def score_above(
     dot = 0.0
     covered = 0.0
     owned = 0.0
-    shared: list[tuple[float, str]] = []
-    for term in weights.keys() & counts.keys():
+    common = weights.keys() & counts.keys()
+    for term in common:
         w = weights[term]
         count = counts[term]
         dot += w * (1.0 + log(count)) * idfs[term]
         covered += w * min(1.0, count / full)
         owned += w * min(1.0, count / max(1, df(term)))
-        shared.append((w, term))
     total = query.total
     cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
@@ -256,7 +255,7 @@ def score_above(
         entity_miss=entity_miss,
         number_conflict=conflict,
         time_factor=time_factor,
-        shared=tuple(t for _, t in heapq.nlargest(SHARED_SHOWN, shared)),
+        shared=tuple(t for _, t in heapq.nlargest(SHARED_SHOWN, [(weights[t], t) for t in common])),
         score=combined,
     )
 
