@@ -3,15 +3,19 @@
 Design (written down here; thresholds and their measurements live beside each constant):
 
 Candidates. Each entry is reduced once to features (``text.py``): stemmed informative title
-terms, summary terms, title bigrams, named-entity-like tokens, numbers tagged with their kind,
-canonical URL and a hash of long summaries (wire copy). An inverted index (``index.py``) maps
-each term to the stories holding it; only stories inside the window are indexed, and posting
-lists longer than ``POSTING_CAP`` are skipped, so finding candidates costs a few short posting
-lists whatever the number of stories. The best ``MAX_CANDIDATES`` by shared IDF weight are
-scored in full.
+terms, title bigrams, the ``SUMMARY_TERMS`` rarest terms of the summary's lead (its first
+``SUMMARY_LEAD_CHARS``), named-entity-like tokens, numbers tagged with their kind, canonical
+URL and a hash of long summaries (wire copy). The work per entry is thus bounded however long
+its summary. An inverted index (``index.py``) maps each term to the stories holding it; only
+stories inside the window are indexed, only the ``QUERY_TERMS`` heaviest terms of an entry are
+looked up, and posting lists longer than ``POSTING_CAP`` are skipped, so finding candidates
+costs a few short posting lists whatever the number of stories. The best ``MAX_CANDIDATES`` by
+shared IDF weight are scored in full, best first; a candidate whose score could not beat the
+best so far even with a perfect fuzzy title match is not fuzzy-matched at all.
 
 Signals (``score.py``). IDF is learnt online from the entries in the window (a rare name counts
-more than "stocks"). For an entry against a story: cosine between the entry's IDF vector and the
+more than "stocks"); each term's weight is updated when its count changes, so reading it is one
+look-up. For an entry against a story: cosine between the entry's IDF vector and the
 story centroid (sublinear member counts); coverage, the IDF share of the entry's terms that are
 characteristic of the story; rapidfuzz token-sort similarity against the story's first and
 latest members; a penalty for named entities the story never mentions; a penalty when both

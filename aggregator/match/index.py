@@ -20,9 +20,11 @@ from aggregator.match.text import Features
 
 # Posting lists longer than this (stories holding the term) are skipped when looking for
 # candidates: such a term ("stocks", "google") is shared by too many stories to narrow anything
-# down, and scanning it would make the cost per entry grow with the window. With 400, the
-# per-entry cost at 100k stories was 1.15x, 1.61x and 2.39x that at 10k in three runs of
-# benchmarks/match_scaling.py on a shared, loaded 2-core machine (noisy; not yet settled).
+# down, and scanning it would make the cost per entry grow with the window. With 400,
+# benchmarks/match_scaling.py (CPU time, fill's collection paid first) gave 557 / 708 us per
+# assign at 10k / 100k stories (1.27x) and, with --max, 537 / 684 / 1,378 us at 10k / 100k /
+# 1M (2.57x at 1M, 11.3 GB peak). UCI head B3 is the same with 100, 200 and 400; 100 was only
+# ~10% cheaper at 10k stories.
 POSTING_CAP = 400
 
 # Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
