@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from aggregator.match.cache import StoryCache
 from aggregator.match.index import MAX_CANDIDATES, StoryState, TermIndex
 from aggregator.match.link import (
     LINK_CANDIDATES,
@@ -16,7 +17,6 @@ from aggregator.match.link import (
     anchors_present,
     average_link,
     check_due,
-    cohesion,
     figures_conflict,
     query_terms,
     unit_mass,
@@ -44,12 +44,6 @@ from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
 
 EntryKey = tuple[str, str]
-
-# A story's norm, cohesion and most telling terms are recomputed once the story has grown by
-# this factor since they were last computed (each member changes them little): recomputing
-# them on every size change took a quarter of the matching time. For the cohesion and terms,
-# seeds 0/1 of UCI head score the same to the third decimal; for the norm, see _norm.
-NORM_REFRESH = 1.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +75,13 @@ class Matcher:
         self._wires: dict[str, str] = {}
         self._forbidden: set[tuple[EntryKey, str]] = set()
         self._alias: dict[str, str] = {}
-        # Story id -> (size when computed, centroid norm): see _norm.
-        self._norms: dict[str, tuple[int, float]] = {}
-        # Story id -> (size when computed, most telling terms): see link.query_terms.
-        self._tops: dict[str, tuple[int, list[str]]] = {}
+        self._cache = StoryCache(self.index, self.semantic)
         # (newest published, story id) of every story, stale pairs included: expire pops
         # the oldest instead of scanning every story in the window.
         self._by_newest: list[tuple[datetime, str]] = []
         self._born = 0
         self._last_vector: tuple[Features, Vector] | None = None
         self._last_query: tuple[Features, Query] | None = None
-        self._cohesions: dict[str, tuple[int, float]] = {}
         self._merges: list[StoryMerge] = []
 
     # -- public API -------------------------------------------------------------------------
@@ -220,7 +210,7 @@ class Matcher:
                 bonus = SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
             floor = -math.inf if best is None else best[0] + threshold - bonus
             signals = score_above(
-                feats, query, story, self._norm(story), self.index.df_of, self.config, floor
+                feats, query, story, self._cache.norm(story), self.index.df_of, self.config, floor
             )
             if signals is None:
                 continue
@@ -281,7 +271,7 @@ class Matcher:
         """Fold ``story`` and its most similar neighbour together when they are alike enough."""
         idf = self.index.idf
         scored: list[tuple[float, list[str], StoryState]] = []
-        ranked = self._top_terms(story)
+        ranked = self._cache.top_terms(story)
         query = {t: len(ranked) - i for i, t in enumerate(ranked)}
         for other_id in self.index.candidates(query, LINK_CANDIDATES + 1):
             other = self.stories[other_id]
@@ -309,35 +299,16 @@ class Matcher:
 
     def _anchored(self, ranked: list[str], mass: dict[str, float], story: StoryState) -> bool:
         """:func:`~aggregator.match.link.anchors_agree` with each side's ranked terms."""
-        return anchors_present(ranked, story.mass) and anchors_present(self._top_terms(story), mass)
-
-    def _top_terms(self, story: StoryState) -> list[str]:
-        """The story's most telling terms (link.query_terms), kept while it grows a little."""
-        cached = self._tops.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
-        idfs = self.index.idfs(story.mass)
-        ranked = query_terms(story.mass, idfs.__getitem__)
-        self._tops[story.story_id] = (story.size, ranked)
-        return ranked
+        return anchors_present(ranked, story.mass) and anchors_present(
+            self._cache.top_terms(story), mass
+        )
 
     def _alike(self, a: StoryState, b: StoryState, link: float) -> bool:
         """Two established stories about as close to each other as their own members are."""
         config = self.config
         if min(a.size, b.size) < RELATIVE_MIN_SIZE or link < config.relative_floor:
             return False
-        return link >= config.relative_link * min(self._cohesion(a), self._cohesion(b))
-
-    def _cohesion(self, story: StoryState) -> float:
-        cached = self._cohesions.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
-        value = cohesion(story.mass, story.size, self.index.idf)
-        if self.semantic is not None:
-            sem = self.semantic.cohesion(story.story_id, story.size)
-            value = (1.0 - SEMANTIC_SHARE) * value + SEMANTIC_SHARE * sem
-        self._cohesions[story.story_id] = (story.size, value)
-        return value
+        return link >= config.relative_link * min(self._cache.cohesion(a), self._cache.cohesion(b))
 
     def _vector(self, feats: Features) -> Vector | None:
         """The entry's sentence vector (computed once per entry) when the signal is on."""
@@ -368,20 +339,6 @@ class Matcher:
         if story is None or feats.key in story.members:
             return False
         return not self._forbidden or (feats.key, story_id) not in self._forbidden
-
-    def _norm(self, story: StoryState) -> float:
-        """The story centroid's norm as of when the story was up to NORM_REFRESH times smaller.
-
-        The lag favours growing stories a little, as tuned: the exact norm on every size change
-        (kept up to date member by member) gave UCI head seeds 0/1 B3 R .535/.533 instead of
-        .539/.537 at equal P.
-        """
-        cached = self._norms.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
-        norm = self.index.centroid_norm(story.term_counts)
-        self._norms[story.story_id] = (story.size, norm)
-        return norm
 
     def _pair(self, fa: Features, fb: Features) -> Signals:
         story = StoryState("pair")
@@ -443,9 +400,7 @@ class Matcher:
             del self._wires[feats.wire]
         if not story.members:
             del self.stories[story_id]
-            self._norms.pop(story_id, None)
-            self._tops.pop(story_id, None)
-            self._cohesions.pop(story_id, None)
+            self._cache.drop(story_id)
             return
         if story.newest is not None and story.newest != newest:
             heapq.heappush(self._by_newest, (story.newest, story_id))
