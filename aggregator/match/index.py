@@ -40,6 +40,10 @@ PRIOR_SHARE = 0.5
 # within .001) at 2,531 instead of ~2,000 entries/s.
 MAX_CANDIDATES = 8
 
+# Up to this many keys, top_keys sorts them all (measured: 30 keys 1.2 vs 5.3 us, 200 keys 8.9
+# vs 12.9 us, 2,000 keys 97 vs 88 us for heapq.nlargest of 8).
+SORT_MAX = 500
+
 # Members whose titles are kept for the fuzzy comparison: the first few define the story, the
 # latest few follow how it is told now. Bounded so one big story costs no more than a small one.
 REP_FIRST = 4
@@ -298,7 +302,7 @@ class TermIndex:
         """
         terms: Iterable[str] = weights
         if len(weights) > QUERY_TERMS:
-            terms = heapq.nlargest(QUERY_TERMS, weights, key=weights.__getitem__)
+            terms = top_keys(weights, QUERY_TERMS)
         acc: dict[str, float] = {}
         get = acc.get
         postings = self.postings
@@ -314,9 +318,17 @@ class TermIndex:
             weight = self.idf(term)
             for sid in posting:
                 acc[sid] = get(sid, 0.0) + weight
-        if len(acc) <= limit:
-            return sorted(acc, key=acc.__getitem__, reverse=True)
-        return heapq.nlargest(limit, acc, key=acc.__getitem__)
+        return top_keys(acc, limit)
+
+
+def top_keys(scores: Mapping[str, float], limit: int) -> list[str]:
+    """The ``limit`` keys of highest score, best first, ties in key order (heapq.nlargest).
+
+    Sorting in C is the faster way up to a few hundred keys; nlargest's Python loop beyond.
+    """
+    if len(scores) <= SORT_MAX:
+        return sorted(scores, key=scores.__getitem__, reverse=True)[:limit]
+    return heapq.nlargest(limit, scores, key=scores.__getitem__)
 
 
 def _coefficients(term: str, df: int) -> tuple[float, float]:

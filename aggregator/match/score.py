@@ -5,7 +5,6 @@ Pure functions: they read the entry's features, the story's aggregate and an IDF
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -247,6 +246,7 @@ def score_above(
     best = process.extractOne(feats.fuzzy_text, texts, scorer=fuzz.ratio)
     fuzzy = best[1] / 100.0 if best else 0.0
     combined = (partial + config.w_fuzzy * fuzzy) * time_factor - penalty
+    ranked = sorted([(weights[t], t) for t in common], reverse=True)
     return Signals(
         cosine=cosine,
         coverage=coverage,
@@ -255,7 +255,7 @@ def score_above(
         entity_miss=entity_miss,
         number_conflict=conflict,
         time_factor=time_factor,
-        shared=tuple(t for _, t in heapq.nlargest(SHARED_SHOWN, [(weights[t], t) for t in common])),
+        shared=tuple(t for _, t in ranked[:SHARED_SHOWN]),
         score=combined,
     )
 
