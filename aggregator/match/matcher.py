@@ -82,6 +82,8 @@ class Matcher:
         self._born = 0
         self._last_vector: tuple[Features, Vector] | None = None
         self._last_query: tuple[Features, Query] | None = None
+        # decide()'s candidates for that entry, best first.
+        self._last_found: tuple[Features, list[str]] | None = None
         self._merges: list[StoryMerge] = []
 
     # -- public API -------------------------------------------------------------------------
@@ -196,7 +198,9 @@ class Matcher:
         query = prepare(feats, self.index.idf, self.index.idfs(feats.all_terms))
         vector = self._vector(feats)
         best: tuple[float, Signals, str] | None = None
-        for story_id in self.index.candidates(query.weights, MAX_CANDIDATES):
+        found = self.index.candidates(query.weights, MAX_CANDIDATES)
+        self._last_found = (feats, found)
+        for story_id in found:
             story = self.stories[story_id]
             if not self._allowed(feats, story_id):
                 continue
@@ -210,7 +214,7 @@ class Matcher:
                 bonus = SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
             floor = -math.inf if best is None else best[0] + threshold - bonus
             signals = score_above(
-                feats, query, story, self._cache.norm(story), self.index.df_of, self.config, floor
+                feats, query, story, self._cache.norm(story), self.index.df, self.config, floor
             )
             if signals is None:
                 continue
@@ -242,7 +246,13 @@ class Matcher:
         mass = unit_mass(query.weights, query.idfs.__getitem__)
         vector = self._vector(feats)
         scored: list[tuple[float, list[str], str]] = []
-        for story_id in self.index.candidates(query.weights, LINK_CANDIDATES):
+        last = self._last_found
+        if last is not None and last[0] is feats and LINK_CANDIDATES <= MAX_CANDIDATES:
+            # Nothing changed since decide(): its ranking's head is this search's answer.
+            found = last[1][:LINK_CANDIDATES]
+        else:
+            found = self.index.candidates(query.weights, LINK_CANDIDATES)
+        for story_id in found:
             story = self.stories[story_id]
             if not self._allowed(feats, story_id) or self._too_far(feats.published, story):
                 continue
@@ -345,7 +355,7 @@ class Matcher:
         story.add(fb)
         idf = self.index.idf
         norm = story_norm(story, idf)
-        return score(fa, prepare(fa, idf), story, norm, self.index.df_of, self.config)
+        return score(fa, prepare(fa, idf), story, norm, self.index.df, self.config)
 
     def _resolve(self, story_id: str) -> str:
         while story_id in self._alias:

@@ -191,7 +191,7 @@ def score(
     query: Query,
     story: StoryState,
     norm: float,
-    df: Callable[[str], int],
+    df: Mapping[str, int],
     config: MatchConfig,
 ) -> Signals:
     """Compare an entry (features + its :func:`prepare`) with a story; all signals and the score."""
@@ -205,7 +205,7 @@ def score_above(
     query: Query,
     story: StoryState,
     norm: float,
-    df: Callable[[str], int],
+    df: Mapping[str, int],
     config: MatchConfig,
     floor: float,
 ) -> Signals | None:
@@ -224,13 +224,14 @@ def score_above(
     dot = 0.0
     covered = 0.0
     owned = 0.0
+    dfget = df.get
     common = weights.keys() & counts.keys()
     for term in common:
         w = weights[term]
         count = counts[term]
         dot += w * (1.0 + log(count)) * idfs[term]
         covered += w * min(1.0, count / full)
-        owned += w * min(1.0, count / max(1, df(term)))
+        owned += w * min(1.0, count / max(1, dfget(term, 0)))
     total = query.total
     cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
