@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -226,3 +227,46 @@ def test_feeds_add_and_remove_keep_comments(demo_server: LoopbackServer, tmp_pat
     assert removed.returncode == 0, removed.stderr
     assert demo_server.url("/ap.xml") not in config.read_text()
     assert aggregator("check", cwd=tmp_path).returncode == 0
+
+
+def test_feeds_yml_edits_apply_while_the_service_runs(
+    demo_server: LoopbackServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, [demo_server.url("/tass.xml")])
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def requested(path: str) -> int:
+        return sum(1 for r in demo_server.requests if r.path == path)
+
+    def wait_for(condition: Any, what: str) -> None:
+        limit = time.monotonic() + SERVICE_START_SECONDS
+        while not condition():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            if time.monotonic() > limit:
+                pytest.fail(f"timed out waiting until {what}")
+            time.sleep(0.2)
+
+    try:
+        wait_for(lambda: requested("/tass.xml") >= 1, "the configured feed is polled")
+        # An invalid edit is refused and the service keeps running the last valid config.
+        config.write_text(config.read_text() + "  - url: not a url\n")
+        time.sleep(3)
+        assert proc.poll() is None
+        write_config(tmp_path, [demo_server.url("/ap.xml")])
+        wait_for(lambda: requested("/ap.xml") >= 1, "the added feed is polled")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "feeds.yml:5: feeds[1].url" in err and "keeping the last valid configuration" in err
+    assert "reloaded" in err
+    status = aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"})
+    assert "Associated Press" in status.stdout
+    assert "TASS" not in status.stdout  # a removed feed is no longer listed
