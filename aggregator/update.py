@@ -181,7 +181,10 @@ class Updater:
         self._assign_lock = asyncio.Lock()
         self._writes: set[asyncio.Future[Any]] = set()
         self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
-        self._state_flush: asyncio.Task[None] | None = None
+        # True from scheduling a flush until that flush takes the pending batch; a state that
+        # arrives after that needs a flush of its own.
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Future[None]] = set()
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage write in a thread, shielded from cancellation: a shutdown that
@@ -229,15 +232,22 @@ class Updater:
         done = asyncio.get_running_loop().create_future()
         self._states.append((refresh, done))
         if len(self._states) >= STATE_BATCH_MAX:
-            self._state_flush = asyncio.ensure_future(self._flush_states(delay=0))
-        elif self._state_flush is None or self._state_flush.done():
-            self._state_flush = asyncio.ensure_future(self._flush_states(STATE_BATCH_DELAY))
+            self._schedule_flush(delay=0)
+        elif not self._flush_scheduled:
+            self._schedule_flush(STATE_BATCH_DELAY)
         await asyncio.shield(done)
+
+    def _schedule_flush(self, delay: float) -> None:
+        self._flush_scheduled = True
+        flush = asyncio.ensure_future(self._flush_states(delay))
+        self._flushes.add(flush)  # keep a reference until it is done
+        flush.add_done_callback(self._flushes.discard)
 
     async def _flush_states(self, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
         batch, self._states = self._states, []
+        self._flush_scheduled = False
         if not batch:
             return
         async with self._assign_lock:  # one writer at a time: no waiting on SQLite's lock

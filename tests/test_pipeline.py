@@ -180,3 +180,48 @@ async def test_a_broken_feed_does_not_stop_the_others(
         assert feeds[url].error and feeds[url].failures == 1
         assert feeds[url].next_due is not None
     assert feeds[urls[0]].error is None and feeds[urls[0]].failures == 0
+
+
+async def test_state_writes_arriving_during_a_flush_are_flushed_too(tmp_path: Path) -> None:
+    """Unchanged polls are batched; one that arrives while a batch is being written must get
+    a flush of its own rather than wait forever."""
+    import asyncio
+    import time as clock
+
+    from aggregator.fetch import Fetcher
+    from aggregator.storage import open_storage
+    from aggregator.types import FeedRefresh, FeedSpec, FeedStateUpdate
+    from aggregator.update import STATE_BATCH_DELAY, Updater
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    urls = [f"https://outlet{i}.example/feed" for i in range(3)]
+    storage.sync_feeds([FeedSpec(url) for url in urls], PUBLISHED)
+    real_batch = storage.store_refreshes
+
+    def slow_batch(refreshes: list[FeedRefresh]) -> None:
+        clock.sleep(STATE_BATCH_DELAY * 4)  # a slow disk: the next state arrives meanwhile
+        real_batch(refreshes)
+
+    storage.store_refreshes = slow_batch  # type: ignore[method-assign]
+    try:
+        async with Fetcher() as fetcher:
+            updater = Updater(storage, fetcher, match_window=timedelta(hours=48))
+            state = FeedStateUpdate(
+                last_polled=PUBLISHED, next_due=PUBLISHED, status=304, error=None
+            )
+
+            async def later(url: str, delay: float) -> None:
+                await asyncio.sleep(delay)
+                await updater._store_state(FeedRefresh(url, state))
+
+            await asyncio.wait_for(
+                asyncio.gather(
+                    later(urls[0], 0),
+                    later(urls[1], STATE_BATCH_DELAY * 2),
+                    later(urls[2], STATE_BATCH_DELAY * 3),
+                ),
+                timeout=10,
+            )
+        assert all(f.status == 304 for f in storage.list_feeds())
+    finally:
+        storage.close()
