@@ -81,3 +81,13 @@ def test_stsb_pair_check_counts_only_judged_pairs() -> None:
     assert (check.merged_different, check.different) == (1, 2)
     assert check.precision == 0.5
     assert check.recall == 1.0
+
+
+def test_realistic_benchmark_runs_on_a_few_feeds(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import match_realistic
+
+    assert match_realistic.main(["--feeds", "4", "--runs", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("4 feeds, 200 entries")
+    assert "B3 P=" in lines[1]
+    assert float(lines[-1].split("=")[1]) > 0
