@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
@@ -52,18 +52,12 @@ from aggregator.types import (
     FetchResult,
     ParsedFeed,
 )
+from aggregator.writer import StorageWriter
 
 log = logging.getLogger("aggregator.update")
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
-
-# Polls that change no entries (304, identical body, errors) write only the feed's state. In a
-# steady cycle that is 95% of feeds, and one transaction each cost ~13 ms of waiting on SQLite's
-# write lock (400 feeds: 12.8 ms wall, 0.9 ms CPU per commit); batched, a cycle pays a few
-# commits. A poll's state is written at most this long after the poll, in batches of this size.
-STATE_BATCH_DELAY = 0.05
-STATE_BATCH_MAX = 500
 
 # Larger than any store sequence number: asking for entries after it returns none, only the
 # newest sequence number.
@@ -155,10 +149,10 @@ def build_index(storage: Storage, window: timedelta, now: datetime) -> _Index:
 class Updater:
     """Refreshes feeds into storage and keeps the matcher's index in step with it.
 
-    Fetching and parsing run concurrently. Matching and storing run one feed at a time, in a
-    worker thread (storage calls block), under ``_assign_lock`` and the storage's matching
-    lock, so the in-memory index and the database never disagree about which story an entry
-    joined.
+    Fetching and parsing run concurrently. Matching and storing run one feed at a time in a
+    worker thread (storage calls block), as exclusive writes of the ``StorageWriter`` and under
+    the storage's matching lock, so the in-memory index and the database never disagree about
+    which story an entry joined.
     """
 
     def __init__(
@@ -178,21 +172,7 @@ class Updater:
         self.policy = policy or PollPolicy()
         self.clock = clock
         self._index = build_index(storage, match_window, clock())
-        self._assign_lock = asyncio.Lock()
-        self._writes: set[asyncio.Future[Any]] = set()
-        self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
-        # True from scheduling a flush until that flush takes the pending batch; a state that
-        # arrives after that needs a flush of its own.
-        self._flush_scheduled = False
-        self._flushes: set[asyncio.Future[None]] = set()
-
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a storage write in a thread, shielded from cancellation: a shutdown that
-        cancels the refresh still lets its transaction finish (see ``drain``)."""
-        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        self._writes.add(future)
-        future.add_done_callback(self._writes.discard)
-        return await asyncio.shield(future)
+        self.writer = StorageWriter(storage)
 
     @property
     def matcher(self) -> Matcher:
@@ -201,8 +181,7 @@ class Updater:
     async def reload_corrections(self) -> bool:
         """Apply corrections recorded since we looked (``aggregator split`` / ``merge`` run
         while the service runs, or merges made by other workers). True when any was new."""
-        async with self._assign_lock:
-            return await asyncio.to_thread(self._apply_new_corrections)
+        return await self.writer.exclusive(self._apply_new_corrections)
 
     def _apply_new_corrections(self) -> bool:
         index = self._index
@@ -220,61 +199,9 @@ class Updater:
         return True
 
     async def drain(self) -> None:
-        """Wait for storage writes still running after their refreshes were cancelled."""
-        if self._states:
-            await self._flush_states(delay=0)
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
-
-    async def _store_state(self, refresh: FeedRefresh) -> None:
-        """Store a refresh that carries no entries, batched with others (see
-        ``STATE_BATCH_DELAY``); returns once it is committed, raises ``StorageError`` if not."""
-        done = asyncio.get_running_loop().create_future()
-        self._states.append((refresh, done))
-        if len(self._states) >= STATE_BATCH_MAX:
-            self._schedule_flush(delay=0)
-        elif not self._flush_scheduled:
-            self._schedule_flush(STATE_BATCH_DELAY)
-        await asyncio.shield(done)
-
-    def _schedule_flush(self, delay: float) -> None:
-        self._flush_scheduled = True
-        flush = asyncio.ensure_future(self._flush_states(delay))
-        self._flushes.add(flush)  # keep a reference until it is done
-        flush.add_done_callback(self._flushes.discard)
-
-    async def _flush_states(self, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        batch, self._states = self._states, []
-        self._flush_scheduled = False
-        if not batch:
-            return
-        async with self._assign_lock:  # one writer at a time: no waiting on SQLite's lock
-            failures = await self._write(self._store_states, [r for r, _ in batch])
-        for refresh, done in batch:
-            error = failures.get(refresh.feed_url)
-            if done.done():
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
-    def _store_states(self, refreshes: list[FeedRefresh]) -> dict[str, StorageError]:
-        """Write the batch in one transaction; if that fails, feed by feed, so one bad
-        refresh fails only itself. Returns the errors by feed URL."""
-        try:
-            self.storage.store_refreshes(refreshes)
-            return {}
-        except StorageError:
-            failures = {}
-            for refresh in refreshes:
-                try:
-                    self.storage.store_refresh(refresh)
-                except StorageError as exc:
-                    failures[refresh.feed_url] = exc
-            return failures
+        """Write what is pending and wait for writes still running after their refreshes
+        were cancelled."""
+        await self.writer.drain()
 
     async def refresh(self, feed: FeedState) -> RefreshResult:
         """Fetch, parse, match and store one feed. Never raises for a feed's own failure."""
@@ -291,7 +218,7 @@ class Updater:
             result.content is not None and body_hash(result.content) == feed.body_hash
         ):
             state = self._success_state(feed, result, now, None)
-            await self._store_state(FeedRefresh(feed.url, state))
+            await self.writer.store_state(FeedRefresh(feed.url, state))
             return RefreshResult(
                 feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
             )
@@ -302,8 +229,7 @@ class Updater:
             return await self._record_error(feed, exc, now, started, status=result.status)
 
         state = self._success_state(feed, result, now, parsed)
-        async with self._assign_lock:
-            changes = await self._write(self._match_and_store, feed, parsed, state)
+        changes = await self.writer.exclusive(self._match_and_store, feed, parsed, state)
         return RefreshResult(
             feed.url,
             feed.display_name,
@@ -354,7 +280,7 @@ class Updater:
     def _match_and_store(
         self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
     ) -> EntryChanges:
-        """Runs in a worker thread while ``_assign_lock`` is held."""
+        """Runs in a worker thread, one exclusive write at a time (``StorageWriter``)."""
         with self.storage.matching_lock():
             if self.storage.dialect != "sqlite":
                 # Other workers may have stored entries and merged stories since we looked.
@@ -418,7 +344,7 @@ class Updater:
             moved_to=feed.moved_to,
             gone=gone,
         )
-        await self._store_state(FeedRefresh(feed.url, state))
+        await self.writer.store_state(FeedRefresh(feed.url, state))
         return RefreshResult(feed.url, feed.display_name, status, 0, 0, message, _since(started))
 
     async def refresh_many(

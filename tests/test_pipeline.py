@@ -191,7 +191,8 @@ async def test_state_writes_arriving_during_a_flush_are_flushed_too(tmp_path: Pa
     from aggregator.fetch import Fetcher
     from aggregator.storage import open_storage
     from aggregator.types import FeedRefresh, FeedSpec, FeedStateUpdate
-    from aggregator.update import STATE_BATCH_DELAY, Updater
+    from aggregator.update import Updater
+    from aggregator.writer import STATE_BATCH_DELAY
 
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     urls = [f"https://outlet{i}.example/feed" for i in range(3)]
@@ -212,7 +213,7 @@ async def test_state_writes_arriving_during_a_flush_are_flushed_too(tmp_path: Pa
 
             async def later(url: str, delay: float) -> None:
                 await asyncio.sleep(delay)
-                await updater._store_state(FeedRefresh(url, state))
+                await updater.writer.store_state(FeedRefresh(url, state))
 
             await asyncio.wait_for(
                 asyncio.gather(
