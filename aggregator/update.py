@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
@@ -57,7 +56,6 @@ from aggregator.writer import StorageWriter
 log = logging.getLogger("aggregator.update")
 
 Clock = Callable[[], datetime]
-T = TypeVar("T")
 
 # Larger than any store sequence number: asking for entries after it returns none, only the
 # newest sequence number.
