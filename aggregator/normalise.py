@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -96,7 +97,13 @@ _TRACKING_PREFIXES = ("utm_",)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# Unicode category Cc is exactly C0, DEL and C1: replaced by spaces (then folded).
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _strip_once(text: str) -> str:
+    if "<" not in text and "&" not in text:
+        return text  # no markup and no entity: the sanitiser would hand it back unchanged
     return html.unescape(nh3.clean(text, tags=set(), attributes={}, strip_comments=True))
 
 
@@ -110,9 +117,9 @@ def plain_text(value: str | None) -> str:
         if stripped == text:
             break
         text = stripped
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text)
-    return " ".join(text.split())
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(_CONTROL_RE.sub(" ", text).split())
 
 
 def truncate(text: str, limit: int) -> str:
