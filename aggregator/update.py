@@ -36,9 +36,8 @@ from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match import Matcher
-from aggregator.normalise import TITLE_MAX_CHARS, normalise_entry, plain_text, truncate
-from aggregator.parallel import ParsePool
-from aggregator.parse import parse_feed
+from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
+from aggregator.parallel import ParsePool, parse_and_normalise
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
 from aggregator.storage.base import Storage
@@ -106,13 +105,6 @@ class _Parsed:
 
 def body_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
-
-
-def _parse_and_normalise(result: FetchResult, feed_url: str, now: datetime) -> _Parsed:
-    assert result.content is not None
-    parsed = parse_feed(result.content, result.headers, result.final_url)
-    entries = tuple(normalise_entry(e, feed_url, now) for e in parsed.entries)
-    return _Parsed(parsed, entries)
 
 
 @dataclass(slots=True)
@@ -241,11 +233,11 @@ class Updater:
     async def _parse(self, result: FetchResult, feed_url: str, now: datetime) -> _Parsed:
         """Parse and normalise in the process pool when there is one (feedparser is pure
         Python: in a thread it would hold the GIL and stall every other feed)."""
-        if self.parse_pool is None or result.content is None:
-            return await asyncio.to_thread(_parse_and_normalise, result, feed_url, now)
-        document, entries = await self.parse_pool.parse(
-            result.content, result.headers, result.final_url, feed_url, now
-        )
+        args = (result.content or b"", result.headers, result.final_url, feed_url, now)
+        if self.parse_pool is None:
+            document, entries = await asyncio.to_thread(parse_and_normalise, *args)
+        else:
+            document, entries = await self.parse_pool.parse(*args)
         return _Parsed(document, entries)
 
     def _success_state(
