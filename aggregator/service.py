@@ -145,7 +145,7 @@ class Service:
                 self._dirty = True
         except StorageError as exc:
             log.error("cannot read manual corrections: %s", exc)
-        runtime.updater.matcher.expire(runtime.clock())
+        await runtime.updater.expire(runtime.clock())
         if self._dirty:
             await self._publish()
 

@@ -168,6 +168,11 @@ class Updater:
     def matcher(self) -> Matcher:
         return self._index.matcher
 
+    async def expire(self, now: datetime) -> None:
+        """Drop stories that left the match window. The matcher is only ever touched by one
+        exclusive write at a time, since matching runs in a worker thread."""
+        await self.writer.exclusive(lambda: self.matcher.expire(now))
+
     async def reload_corrections(self) -> bool:
         """Apply corrections recorded since we looked (``aggregator split`` / ``merge`` run
         while the service runs, or merges made by other workers). True when any was new."""
