@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from aggregator import __version__
 from aggregator.config import Config, load_config
 from aggregator.exceptions import AggregatorError, ConfigError
 from aggregator.types import Story
+
+if TYPE_CHECKING:
+    from aggregator.storage.sql import SqlStorage
 
 app = typer.Typer(
     name="aggregator",
@@ -101,9 +104,12 @@ def config_or_defaults() -> Config:
         fail(str(exc), EXIT_BAD_INPUT)
 
 
-def open_storage_or_exit(config: Config, opener: Any) -> Any:
+def open_storage_or_exit(config: Config) -> SqlStorage:
+    """The configured storage, or exit 1 with the reason."""
+    from aggregator.storage import open_storage  # imported late: most commands never need it
+
     try:
-        return opener(config.settings.storage_url)
+        return open_storage(config.settings.storage_url)
     except AggregatorError as exc:
         fail(f"cannot open storage: {exc}", EXIT_RUNTIME)
 

@@ -29,10 +29,9 @@ def feeds(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from aggregator.health import feed_notes
-    from aggregator.storage import open_storage
 
     config = load()
-    storage = open_storage_or_exit(config, open_storage)
+    storage = open_storage_or_exit(config)
     try:
         storage.sync_feeds(config.feeds, datetime.now().astimezone())
         known = storage.list_feeds()

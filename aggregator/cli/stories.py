@@ -27,9 +27,8 @@ def stories(
 ) -> None:
     """List the merged stories with their sources."""
     config = load()
-    from aggregator.storage import open_storage
 
-    storage = open_storage_or_exit(config, open_storage)
+    storage = open_storage_or_exit(config)
     try:
         found = storage.recent_stories(limit)
     finally:
@@ -45,9 +44,8 @@ def stories(
 def story(story_id: Annotated[str, typer.Argument(help="The story id.")]) -> None:
     """Show one story, each of its sources and why it joined."""
     config = load()
-    from aggregator.storage import open_storage
 
-    storage = open_storage_or_exit(config, open_storage)
+    storage = open_storage_or_exit(config)
     try:
         found = storage.get_story(story_id)
     finally:
@@ -62,11 +60,10 @@ def split(
     entry: Annotated[str, typer.Argument(help="The entry's id, article URL or link.")],
 ) -> None:
     """Take an entry out of its story into a story of its own; later matching respects it."""
-    from aggregator.storage import open_storage
     from aggregator.types import new_story_id
 
     config = load()
-    storage = open_storage_or_exit(config, open_storage)
+    storage = open_storage_or_exit(config)
     try:
         found = storage.find_entries(entry)
         if len(found) != 1:
@@ -89,10 +86,9 @@ def merge(
     story_b: Annotated[str, typer.Argument(help="The story merged into it.")],
 ) -> None:
     """Merge story B into story A; later matching respects it."""
-    from aggregator.storage import open_storage
 
     config = load()
-    storage = open_storage_or_exit(config, open_storage)
+    storage = open_storage_or_exit(config)
     try:
         storage.record_merge(story_a, story_b, datetime.now().astimezone())
     except (LookupError, ValueError) as exc:
