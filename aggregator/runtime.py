@@ -39,10 +39,12 @@ class Runtime:
     updater: Updater
     clock: Clock
 
-    def publish(self) -> None:
+    def publish(self) -> int:
+        """Write the merged files; return how many stories they hold."""
         s = self.config.settings
-        paths = publish(self.storage, s.output, s.max_stories)
+        count, paths = publish(self.storage, s.output, s.max_stories)
         log.debug("published %s", ", ".join(str(p) for p in paths))
+        return count
 
 
 @asynccontextmanager

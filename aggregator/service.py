@@ -211,10 +211,8 @@ class Service:
             if not mine:
                 return  # another worker is publishing the same stories right now
             self._dirty = False
-            self.runtime.publish()
+            stories = self.runtime.publish()
         if self.observer is not None:
-            s = self.runtime.config.settings
-            stories = len(self.runtime.storage.recent_stories(s.max_stories))
             self.observer.set_inventory(feeds=len(self.runtime.config.feeds), stories=stories)
 
     async def _cancel_in_flight(self) -> None:

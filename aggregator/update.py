@@ -377,14 +377,15 @@ def _since(started: float) -> float:
     return time.monotonic() - started
 
 
-def publish(storage: Storage, output: Path, max_stories: int) -> list[Path]:
-    """Write the merged Atom, RSS and JSON Feed files for the newest stories.
+def publish(storage: Storage, output: Path, max_stories: int) -> tuple[int, list[Path]]:
+    """Write the merged Atom, RSS and JSON Feed files for the newest stories; return how many
+    stories they hold and the files rewritten.
 
     The feeds' own updated time is that of their newest story, so an unchanged set of stories
     gives byte-identical files that are not rewritten (stable mtime and ETag for readers).
     """
     stories = storage.recent_stories(max_stories)
-    return write_outputs(stories, output, FeedMeta())
+    return len(stories), write_outputs(stories, output, FeedMeta())
 
 
 def summarise(results: Sequence[RefreshResult]) -> str:
