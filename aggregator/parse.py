@@ -21,6 +21,10 @@ Entry identity is the entry's guid/id, else its link, else a hash of its title a
 feedparser resolves a relative guid/id against the document URL (a guid is a permalink unless
 ``isPermaLink="false"``), so such ids follow the feed's URL. Duplicate ids inside one document
 keep the first entry.
+
+Plain, well-formed RSS 2.0 (most news feeds) takes a fast path, ``parse_fast``: lxml parses it
+and the same feedparser rules are applied to the elements it finds, about 30x less CPU per
+entry (issue #7). Any document that path cannot reproduce exactly goes to feedparser.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 import feedparser
 
 from aggregator.exceptions import ParseError
+from aggregator.parse_fast import parse_rss20
 from aggregator.types import ParsedEntry, ParsedFeed
 
 __all__ = ["ENTRY_ID_MAX_CHARS", "parse_feed"]
@@ -197,33 +202,44 @@ def _ttl(feed: Mapping[str, Any]) -> timedelta | None:
     return ttl if timedelta(0) < ttl <= MAX_TTL else None
 
 
-def parse_feed(content: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+def _feedparser(document: bytes, headers: Mapping[str, str], url: str) -> Any:
+    response_headers = {k.lower(): v for k, v in headers.items()}
+    response_headers["content-type"] = "application/xml; charset=utf-8"
+    response_headers["content-location"] = url
+    response_headers.pop("content-encoding", None)
+    try:
+        return feedparser.parse(
+            io.BytesIO(document), response_headers=response_headers, **FEEDPARSER_OPTIONS
+        )
+    except Exception as exc:  # feedparser raises on some inputs instead of setting bozo
+        raise ParseError(url, f"feed parser failed: {exc!r}") from exc
+
+
+def parse_feed(
+    content: bytes, headers: Mapping[str, str], url: str, *, fast_path: bool = True
+) -> ParsedFeed:
     """Parse a feed document; raise ``ParseError`` when ``content`` is not a feed.
 
     ``headers`` are the response headers (lower-case keys); ``url`` is where the document was
     found and is the base for relative links. ``ParsedFeed.warning`` says what feedparser or
-    the encoding check had to recover from.
+    the encoding check had to recover from. ``fast_path=False`` always uses feedparser (the
+    differential tests compare the two).
     """
     if not content.strip():
         raise ParseError(url, "empty document")
     # Decode first so the DTD is found whatever the encoding (a UTF-16 bomb included).
     text, encoding_warning = decode_document(content, headers)
     document = neutralise_dtd(text.encode("utf-8"))
-    response_headers = {k.lower(): v for k, v in headers.items()}
-    response_headers["content-type"] = "application/xml; charset=utf-8"
-    response_headers["content-location"] = url
-    response_headers.pop("content-encoding", None)
-    try:
-        result = feedparser.parse(
-            io.BytesIO(document), response_headers=response_headers, **FEEDPARSER_OPTIONS
-        )
+    fast = parse_rss20(document, url) if fast_path else None
+    if fast is not None:
+        feed, raw_entries, version, bozo, reason = fast.feed, fast.entries, "rss20", False, None
+    else:
+        result = _feedparser(document, headers, url)
         feed = dict(result.get("feed") or {})
         raw_entries = list(result.get("entries") or [])
         version = result.get("version") or ""
         bozo = bool(result.get("bozo"))
         reason = result.get("bozo_exception")
-    except Exception as exc:  # feedparser raises on some inputs instead of setting bozo
-        raise ParseError(url, f"feed parser failed: {exc!r}") from exc
 
     title = _text(feed.get("title"))
     if not raw_entries and (not version or (bozo and title is None)):
