@@ -27,6 +27,11 @@ from aggregator.match.text import Features
 # ~10% cheaper at 10k stories.
 POSTING_CAP = 400
 
+# Postings read per candidate search, rarest terms first (see TermIndex.candidates): bounds
+# the cost when many stories share mid-frequency terms, as they do once the window holds
+# 100k stories or more.
+SCAN_BUDGET = 800
+
 # Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
 # headline has about 15 terms and title bigrams, all kept; an entry with a 100-word summary has
 # over 100, and reading every posting list cost ~0.4 ms per entry on feedgen entries.
@@ -298,27 +303,39 @@ class TermIndex:
         """Stories sharing the most IDF weight with the ``QUERY_TERMS`` heaviest terms, best first.
 
         ``weights`` ranks the terms (an entry's weights or a story's mass times IDF); the score
-        of a story is the sum of the IDF of the query terms it holds.
+        of a story is the sum of the IDF of the query terms it holds. Posting lists are read
+        shortest (rarest term) first until the next one would take the total past ``SCAN_BUDGET``
+        postings, so the cost stays bounded however many stories share a common term.
         """
         terms: Iterable[str] = weights
         if len(weights) > QUERY_TERMS:
             terms = top_keys(weights, QUERY_TERMS)
-        acc: dict[str, float] = {}
-        get = acc.get
         postings = self.postings
+        found: list[tuple[int, str, str | dict[str, None]]] = []
         for term in terms:
             posting = postings.get(term)
-            if posting is None:
-                continue
-            if isinstance(posting, str):
-                acc[posting] = get(posting, 0.0) + self.idf(term)
-                continue
-            if len(posting) > POSTING_CAP:
-                continue
+            if posting is not None:
+                found.append((1 if isinstance(posting, str) else len(posting), term, posting))
+        found.sort(key=_length)
+        acc: dict[str, float] = {}
+        get = acc.get
+        budget = SCAN_BUDGET
+        for length, term, posting in found:
             weight = self.idf(term)
-            for sid in posting:
-                acc[sid] = get(sid, 0.0) + weight
+            if isinstance(posting, str):
+                acc[posting] = get(posting, 0.0) + weight
+                budget -= 1
+            elif length <= budget and length <= POSTING_CAP:
+                budget -= length
+                for sid in posting:
+                    acc[sid] = get(sid, 0.0) + weight
+            else:
+                break  # every later list is at least as long
         return top_keys(acc, limit)
+
+
+def _length(item: tuple[int, str, object]) -> int:
+    return item[0]
 
 
 def top_keys(scores: Mapping[str, float], limit: int) -> list[str]:
