@@ -36,6 +36,7 @@ from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match import Matcher
+from aggregator.match.text import Features
 from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
 from aggregator.parallel import ParsePool, parse_and_normalise
 from aggregator.publish import FeedMeta, write_outputs
@@ -101,6 +102,8 @@ class PollPolicy:
 class _Parsed:
     feed: ParsedFeed
     entries: tuple[Entry, ...]
+    # Each entry's matching features, extracted beside the parsing (see parallel.py).
+    features: tuple[Features, ...]
 
 
 def body_hash(content: bytes) -> str:
@@ -240,10 +243,10 @@ class Updater:
         Python: in a thread it would hold the GIL and stall every other feed)."""
         args = (result.content or b"", result.headers, result.final_url, feed_url, now)
         if self.parse_pool is None:
-            document, entries = await asyncio.to_thread(parse_and_normalise, *args)
+            document, entries, feats = await asyncio.to_thread(parse_and_normalise, *args)
         else:
-            document, entries = await self.parse_pool.parse(*args)
-        return _Parsed(document, entries)
+            document, entries, feats = await self.parse_pool.parse(*args)
+        return _Parsed(document, entries, feats)
 
     def _success_state(
         self, feed: FeedState, result: FetchResult, now: datetime, parsed: _Parsed | None
@@ -283,8 +286,9 @@ class Updater:
                 self._apply_new_corrections()
             known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
             changes = decide_changes(parsed.entries, known)
+            feats = {f.key: f for f in parsed.features}
             assignments: list[tuple[Entry, Assignment]] = [
-                (entry, self.matcher.assign(entry)) for entry in changes.new
+                (entry, self.matcher.assign(entry, feats.get(entry.key))) for entry in changes.new
             ]
             for entry in changes.changed:
                 self.matcher.update_entry(entry)

@@ -27,6 +27,8 @@ async def test_pool_returns_what_in_process_parsing_returns() -> None:
         got = await pool.parse(FEED, HEADERS, URL, URL, NOW)
     assert got == parse_and_normalise(FEED, HEADERS, URL, URL, NOW)
     assert got[1][0].title == "Storm hits coast"
+    # The entry's matching features come back beside it.
+    assert got[2][0].key == got[1][0].key and "storm" in got[2][0].title_terms
 
 
 async def test_parse_error_in_a_worker_is_a_parse_error_here() -> None:

@@ -30,7 +30,7 @@ POSTING_CAP = 400
 # Postings read per candidate search, rarest terms first (see TermIndex.candidates): bounds
 # the cost when many stories share mid-frequency terms, as they do once the window holds
 # 100k stories or more.
-SCAN_BUDGET = 800
+SCAN_BUDGET = 400
 
 # Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
 # headline has about 15 terms and title bigrams, all kept; an entry with a 100-word summary has

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -92,9 +94,13 @@ class Matcher:
         """Put a stored entry back into the index under its stored story (start-up rebuild)."""
         self._add(features(entry), self._resolve(story_id))
 
-    def assign(self, entry: Entry) -> Assignment:
-        """Decide which story ``entry`` belongs to, add it there and return the decision."""
-        feats = features(entry)
+    def assign(self, entry: Entry, feats: Features | None = None) -> Assignment:
+        """Decide which story ``entry`` belongs to, add it there and return the decision.
+
+        ``feats``: ``features(entry)`` when the caller has it already (computed in a parse
+        worker); its terms are interned so the index holds one copy of each.
+        """
+        feats = features(entry) if feats is None else shared_terms(feats)
         decision = self.decide(feats)
         if decision.story_id is None:
             decision = self._link_entry(feats, decision)
@@ -414,6 +420,19 @@ class Matcher:
             return
         if story.newest is not None and story.newest != newest:
             heapq.heappush(self._by_newest, (story.newest, story_id))
+
+
+def shared_terms(feats: Features) -> Features:
+    """``feats`` with its term strings interned: features unpickled from a worker process carry
+    their own copy of every term, and a million indexed entries would hold them all."""
+    intern = sys.intern
+    return dataclasses.replace(
+        feats,
+        title_terms=frozenset(map(intern, feats.title_terms)),
+        summary_terms=frozenset(map(intern, feats.summary_terms)),
+        bigrams=frozenset(map(intern, feats.bigrams)),
+        entities=frozenset(map(intern, feats.entities)),
+    )
 
 
 def _older(story: StoryState, horizon: datetime) -> bool:
