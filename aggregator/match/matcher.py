@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import sys
@@ -426,12 +425,19 @@ def shared_terms(feats: Features) -> Features:
     """``feats`` with its term strings interned: features unpickled from a worker process carry
     their own copy of every term, and a million indexed entries would hold them all."""
     intern = sys.intern
-    return dataclasses.replace(
-        feats,
+    # Built directly: dataclasses.replace costs ~3x as much (it inspects the fields each call).
+    return Features(
+        key=feats.key,
+        title=feats.title,
+        fuzzy_text=feats.fuzzy_text,
         title_terms=frozenset(map(intern, feats.title_terms)),
         summary_terms=frozenset(map(intern, feats.summary_terms)),
         bigrams=frozenset(map(intern, feats.bigrams)),
         entities=frozenset(map(intern, feats.entities)),
+        numbers=feats.numbers,
+        url=feats.url,
+        wire=feats.wire,
+        published=feats.published,
     )
 
 
