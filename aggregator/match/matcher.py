@@ -170,9 +170,9 @@ class Matcher:
         state = self.stories.get(other)
         if state is None:
             return
-        for key in list(state.order):
+        for key in list(state.members):
             feats = state.members[key]
-            mass = state.member_mass.get(key)
+            mass = state.vector_of(key)
             self._remove(key, other, forget=False)
             self._add(feats, into, mass=mass, observe=False)
 
@@ -430,10 +430,10 @@ def shared_terms(feats: Features) -> Features:
         key=feats.key,
         title=feats.title,
         fuzzy_text=feats.fuzzy_text,
-        title_terms=frozenset(map(intern, feats.title_terms)),
-        summary_terms=frozenset(map(intern, feats.summary_terms)),
-        bigrams=frozenset(map(intern, feats.bigrams)),
-        entities=frozenset(map(intern, feats.entities)),
+        terms=tuple(map(intern, feats.terms)),
+        title_count=feats.title_count,
+        summary_count=feats.summary_count,
+        entities=tuple(map(intern, feats.entities)),
         numbers=feats.numbers,
         url=feats.url,
         wire=feats.wire,
