@@ -43,7 +43,16 @@ from feedparser.html import _cp1252
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree
 
-__all__ = ["FastFeed", "parse_rss20"]
+__all__ = [
+    "Decline",
+    "FastFeed",
+    "parse_rss20",
+    "pop_text",
+    "pop_uri",
+    "read_xml",
+    "rss20",
+    "safe_base",
+]
 
 _CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 _DC = "{http://purl.org/dc/elements/1.1/}"
@@ -117,9 +126,10 @@ class FastFeed:
 
     feed: dict[str, Any]
     entries: list[dict[str, Any]]
+    version: str = "rss20"
 
 
-class _Decline(Exception):
+class Decline(Exception):
     """The document is outside what this path reproduces exactly."""
 
 
@@ -135,7 +145,7 @@ def _parser() -> Any:
     )
 
 
-def _text(value: str | None) -> str:
+def pop_text(value: str | None) -> str:
     """``value`` as feedparser's ``pop`` leaves it, before any element-specific step."""
     output = (value or "").strip()
     if output.isascii():
@@ -149,20 +159,20 @@ def _text(value: str | None) -> str:
     return output
 
 
-def _uri(value: str | None, base: str) -> str:
+def pop_uri(value: str | None, base: str) -> str:
     """A link or guid as feedparser stores it: stripped, joined to ``base``, then cleaned."""
     output = (value or "").strip()
     if output:
         output = _urljoin(base, output)
-    return _text(output)
+    return pop_text(output)
 
 
 def _plain(element: Any, attributes: frozenset[str] = frozenset()) -> str | None:
     """The element's text; decline if it has children or attributes feedparser would use."""
     if len(element) or (element.tail and element.tail.strip()):
-        raise _Decline
+        raise Decline
     if any(name not in attributes for name in element.attrib):
-        raise _Decline
+        raise Decline
     text: str | None = element.text
     return text
 
@@ -171,89 +181,129 @@ def _children(parent: Any) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
     for child in parent:
         if not isinstance(child.tag, str):
-            raise _Decline  # an entity reference left unresolved
+            raise Decline  # an entity reference left unresolved
         found.setdefault(child.tag, []).append(child)
     return found
 
 
 def _item(item: Any, base: str) -> dict[str, Any]:
     if item.attrib:
-        raise _Decline  # rdf:about would become the id
+        raise Decline  # rdf:about would become the id
     found = _children(item)
     if any(tag not in _ITEM_CHILDREN for tag in found):
-        raise _Decline
+        raise Decline
     if any(len(found.get(tag, ())) > 1 for tag in _ITEM_ONCE):
-        raise _Decline
+        raise Decline
     if sum(len(found.get(tag, ())) for tag in _AUTHORS) > 1:
-        raise _Decline
+        raise Decline
     for tag, elements in found.items():
         for element in elements:
             _plain(element, _ITEM_CHILDREN[tag])
 
     entry: dict[str, Any] = {}
     if "title" in found:
-        entry["title"] = _text(found["title"][0].text)
+        entry["title"] = pop_text(found["title"][0].text)
     if "guid" in found:
         guid = found["guid"][0]
         permalink = guid.get("isPermaLink", "true") == "true"
-        entry["id"] = _uri(guid.text, base) if permalink else _text(guid.text)
+        entry["id"] = pop_uri(guid.text, base) if permalink else pop_text(guid.text)
         if permalink:
             entry["link"] = entry["id"]
     if "link" in found:
-        link = _uri(found["link"][0].text, base).replace("&amp;", "&")
+        link = pop_uri(found["link"][0].text, base).replace("&amp;", "&")
         entry["link"] = _LINK_ENTITY.sub(r"&\g<1>", link)
     if _CONTENT in found:
-        entry["content"] = [{"value": _text(found[_CONTENT][0].text)}]
+        entry["content"] = [{"value": pop_text(found[_CONTENT][0].text)}]
     if "description" in found:
-        entry["summary"] = _text(found["description"][0].text)
+        entry["summary"] = pop_text(found["description"][0].text)
     elif "content" in entry:
         entry["summary"] = entry["content"][0]["value"]
     for tag in _AUTHORS:
         if tag in found:
-            entry["author"] = _text(found[tag][0].text)
+            entry["author"] = pop_text(found[tag][0].text)
     if "pubDate" in found:
-        entry["published_parsed"] = _parse_date(_text(found["pubDate"][0].text))
+        entry["published_parsed"] = _parse_date(pop_text(found["pubDate"][0].text))
     if _DC + "date" in found:
-        entry["updated_parsed"] = _parse_date(_text(found[_DC + "date"][0].text))
+        entry["updated_parsed"] = _parse_date(pop_text(found[_DC + "date"][0].text))
     return entry
 
 
 def _channel(channel: Any, base: str) -> dict[str, Any]:
     if channel.attrib:
-        raise _Decline
+        raise Decline
     found = _children(channel)
     if any(len(found.get(tag, ())) > 1 for tag in _CHANNEL_ONCE):
-        raise _Decline
+        raise Decline
     for tag, elements in found.items():
         for element in elements:
             if tag in _CHANNEL_TEXT:
                 _plain(element, frozenset({"domain"}) if tag == "category" else frozenset())
             elif tag == "image":
                 if element.attrib or any(c.tag not in _IMAGE_CHILDREN for c in element):
-                    raise _Decline
+                    raise Decline
                 for child in element:
                     _plain(child)
             elif tag == _ATOM_LINK:
                 _plain(element, _ATOM_LINK_ATTRS)
                 if element.get("rel") not in _ATOM_LINK_RELS:
-                    raise _Decline
+                    raise Decline
             elif tag != "item":
-                raise _Decline
+                raise Decline
     feed: dict[str, Any] = {}
     if "title" in found:
-        feed["title"] = _text(found["title"][0].text)
+        feed["title"] = pop_text(found["title"][0].text)
     if "link" in found:
-        feed["link"] = _LINK_ENTITY.sub(r"&\g<1>", _uri(found["link"][0].text, base))
+        feed["link"] = _LINK_ENTITY.sub(r"&\g<1>", pop_uri(found["link"][0].text, base))
     if "ttl" in found:
-        feed["ttl"] = _text(found["ttl"][0].text)
+        feed["ttl"] = pop_text(found["ttl"][0].text)
     return feed
 
 
 def _accepts_bytes(document: bytes) -> bool:
-    if _MARKUP_DECLARATION.search(document) or _BASE.search(document):
+    if _MARKUP_DECLARATION.search(document):
         return False
     declared = _DECLARATION.match(document)
     return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+
+
+def read_xml(document: bytes) -> Any | None:
+    """The root element of a UTF-8 ``document`` that both paths read alike, or None.
+
+    Declines what no fast path takes: a DOCTYPE or ENTITY declaration, a declared encoding
+    other than UTF-8, or a document a strict XML parser rejects.
+    """
+    if not _accepts_bytes(document):
+        return None
+    try:
+        return etree.fromstring(document, _parser())
+    except etree.XMLSyntaxError:
+        return None
+
+
+def safe_base(url: str) -> str:
+    """feedparser's base URI after the root element's start: the URL joined to itself."""
+    return make_safe_absolute_uri(url, url) or url
+
+
+def rss20(root: Any, document: bytes, url: str) -> FastFeed | None:
+    """feedparser's mappings for an RSS 2.0 ``root`` read by ``read_xml``, or None."""
+    if _BASE.search(document):
+        return None
+    base = safe_base(url)
+    try:
+        if root.tag != "rss" or dict(root.attrib) != {"version": "2.0"}:
+            raise Decline
+        if root.text and root.text.strip():
+            raise Decline
+        children = list(root)
+        if len(children) != 1 or children[0].tag != "channel":
+            raise Decline
+        channel = children[0]
+        feed = _channel(channel, base)
+        entries = [_item(item, base) for item in channel.iterchildren("item")]
+    except Decline:
+        return None
+    return FastFeed(feed=feed, entries=entries)
 
 
 def parse_rss20(document: bytes, url: str) -> FastFeed | None:
@@ -261,25 +311,5 @@ def parse_rss20(document: bytes, url: str) -> FastFeed | None:
 
     ``url`` is the document's URL, the base of relative links as it is for feedparser.
     """
-    if not _accepts_bytes(document):
-        return None
-    # feedparser's base URI after the root element's start: the URL joined to itself.
-    base = make_safe_absolute_uri(url, url) or url
-    try:
-        root = etree.fromstring(document, _parser())
-    except etree.XMLSyntaxError:
-        return None
-    try:
-        if root.tag != "rss" or dict(root.attrib) != {"version": "2.0"}:
-            raise _Decline
-        if root.text and root.text.strip():
-            raise _Decline
-        children = list(root)
-        if len(children) != 1 or children[0].tag != "channel":
-            raise _Decline
-        channel = children[0]
-        feed = _channel(channel, base)
-        entries = [_item(item, base) for item in channel.iterchildren("item")]
-    except _Decline:
-        return None
-    return FastFeed(feed=feed, entries=entries)
+    root = read_xml(document)
+    return None if root is None else rss20(root, document, url)
