@@ -736,3 +736,34 @@ def test_store_refreshes_writes_a_batch_all_or_none(store: SqlStorage) -> None:
         store.store_refreshes([FeedRefresh(FEED_A, ok_state(later)), stray])
     feed_a = store.get_feed(FEED_A)
     assert feed_a is not None and feed_a.last_polled == polled  # the batch was rolled back
+
+
+def test_store_refreshes_batches_states_as_single_writes_would(store: SqlStorage) -> None:
+    """The grouped state writes of a batch give what one store_refresh per feed gives:
+    failures counted, validators kept on error, unknown feeds inserted, a feed named twice
+    left with its later state."""
+    setup_feeds(store)
+    store.store_refresh(FeedRefresh(FEED_B, ok_state(etag='"b1"', title="B")))
+    polled = T0 + timedelta(hours=1)
+    failed = FeedStateUpdate(polled, polled + timedelta(minutes=30), 503, "HTTP 503")
+    unknown = "https://new.example/feed"
+    batch = [
+        FeedRefresh(FEED_A, ok_state(polled, status=304, title="A")),
+        FeedRefresh(FEED_B, failed),
+        FeedRefresh(unknown, ok_state(polled, etag='"n1"')),
+        FeedRefresh(FEED_C, ok_state(polled, etag='"c1"')),
+    ]
+    store.store_refreshes(batch)
+    store.store_refreshes([FeedRefresh(FEED_B, failed)])
+    a, b, c, n = (store.get_feed(u) for u in (FEED_A, FEED_B, FEED_C, unknown))
+    assert a is not None and (a.status, a.title, a.last_polled) == (304, "A", polled)
+    assert b is not None and (b.failures, b.error, b.etag, b.title) == (2, "HTTP 503", '"b1"', "B")
+    assert c is not None and c.etag == '"c1"' and c.name == "Outlet C"
+    assert n is not None and n.active and n.etag == '"n1"' and n.failures == 0
+
+    later = polled + timedelta(minutes=5)
+    store.store_refreshes(
+        [FeedRefresh(FEED_A, ok_state(later, etag='"a1"')), FeedRefresh(FEED_A, failed)]
+    )
+    a = store.get_feed(FEED_A)
+    assert a is not None and (a.failures, a.error, a.etag) == (1, "HTTP 503", '"a1"')

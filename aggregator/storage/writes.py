@@ -7,11 +7,12 @@ Upserts use the backend's ``INSERT ... ON CONFLICT``, which SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aggregator.storage.queries import chunks, feed_state, merge_targets, story_links
@@ -112,6 +113,46 @@ def write_feed_state(conn: Connection, feed_url: str, state: FeedStateUpdate) ->
         conn.execute(upsert(conn, feeds).on_conflict_do_nothing(), [row])
 
 
+def write_feed_states(conn: Connection, states: Sequence[tuple[str, FeedStateUpdate]]) -> None:
+    """Several feeds' polling states, as ``write_feed_state`` each, in few statements.
+
+    A steady cycle is mostly feeds that answered 304: one statement per feed was a sixth of
+    the cycle's CPU (SQLAlchemy builds and caches each statement anew). Feeds whose new state
+    sets the same columns share one executemany of a prepared statement. A feed named twice
+    is written in order, one statement each, as is an unknown feed (inserted).
+    """
+    urls = [url for url, _ in states]
+    if len(set(urls)) != len(urls):
+        for url, state in states:
+            write_feed_state(conn, url, state)
+        return
+    groups: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
+    for url, state in states:
+        values = _state_values(state)
+        increment = state.error is not None  # failures = failures + 1, an SQL expression
+        if increment:
+            del values["failures"]
+        groups.setdefault((tuple(values), increment), []).append({"key_url": url, **values})
+    for (columns, increment), rows in groups.items():
+        result = conn.execute(_state_statement(columns, increment), rows)
+        if result.rowcount != len(rows):  # some feed is unknown: insert it
+            for row in rows:
+                write_feed_state(conn, row["key_url"], _find(states, row["key_url"]))
+
+
+def _find(states: Sequence[tuple[str, FeedStateUpdate]], url: str) -> FeedStateUpdate:
+    return next(state for key, state in states if key == url)
+
+
+@functools.lru_cache(maxsize=64)
+def _state_statement(columns: tuple[str, ...], increment: bool) -> Update:
+    """``UPDATE feeds SET <columns> WHERE url = :key_url``, built once per set of columns."""
+    values: dict[str, Any] = {column: bindparam(column) for column in columns}
+    if increment:
+        values["failures"] = feeds.c.failures + 1
+    return update(feeds).where(feeds.c.url == bindparam("key_url")).values(values)
+
+
 def _entry_row(entry: Entry) -> dict[str, Any]:
     return {
         "feed_url": entry.feed_url,
@@ -161,6 +202,8 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
 
     when = refresh.state.last_polled
     write_feed_state(conn, feed_url, refresh.state)
+    if not (new or changed or refresh.story_merges):
+        return
     # Every entry written gets the next store sequence number. Writers are serialised (the
     # matching lock on PostgreSQL, the write lock on SQLite), so the numbers grow in commit
     # order and a worker can fetch exactly what others stored since it last looked.
