@@ -261,7 +261,8 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
             )
         conn.execute(edit, rows)
 
-    touched = sorted(set(linked.values()) | set(target.values()))
+    # Stories created just now already carry ``when``.
+    touched = sorted((set(linked.values()) | set(target.values())) - set(fresh_stories))
     touch_stories(conn, touched, when)
     for into, other in refresh.story_merges:
         apply_story_merge(conn, into, other, when)
