@@ -106,7 +106,7 @@ def _pipeline(feeds: int, runs: int) -> float:
     with FeedServer(feeds) as server:
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-                first, _ = asyncio.run(poll_cycles(server, Path(tmp), DEFAULT_CONCURRENCY, 0, 0))
+                first, _, _ = asyncio.run(poll_cycles(server, Path(tmp), DEFAULT_CONCURRENCY, 0, 0))
             if first.errors:
                 raise SystemExit("ingest benchmark: some feeds failed")
             rates.append(first.entries_per_s)
