@@ -12,7 +12,12 @@ import pytest
 from aggregator.match import MatchConfig, Matcher
 from aggregator.match.link import anchors_agree, average_link, figures_conflict
 from aggregator.match.prior import prior_idf
-from aggregator.match.semantic import CachedEmbedder, SemanticUnavailable, load_minilm
+from aggregator.match.semantic import (
+    SEMANTIC_LINK_THRESHOLD,
+    CachedEmbedder,
+    SemanticUnavailable,
+    load_minilm,
+)
 from aggregator.match.text import entities, numbers, terms
 from aggregator.types import Entry
 
@@ -411,6 +416,14 @@ def test_semantic_signal_joins_what_words_alone_do_not() -> None:
     assert joined.story_id == story
     semantic.forbid(paraphrase.key, story)
     assert semantic.assign(paraphrase).story_id != story
+
+
+def test_semantic_link_threshold_applies_only_with_an_embedder() -> None:
+    assert Matcher().config == MatchConfig()
+    semantic = Matcher(embedder=_topic_embedder).config
+    assert semantic == MatchConfig(link_threshold=SEMANTIC_LINK_THRESHOLD)
+    given = MatchConfig(threshold=0.5)
+    assert Matcher(config=given, embedder=_topic_embedder).config is given
 
 
 def test_cached_embedder_encodes_each_text_once() -> None:

@@ -40,6 +40,7 @@ from aggregator.match.semantic import (
     Embedder,
     SemanticState,
     Vector,
+    semantic_config,
 )
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
@@ -65,10 +66,13 @@ class Matcher:
         config: MatchConfig | None = None,
         embedder: Embedder | None = None,
     ) -> None:
-        """``embedder`` (optional, see ``semantic.py``) adds the sentence-embedding signal."""
+        """``embedder`` (optional, see ``semantic.py``) adds the sentence-embedding signal; without
+        ``config`` it then uses :func:`~aggregator.match.semantic.semantic_config`."""
         self.window = window
         self.semantic = SemanticState(embedder) if embedder is not None else None
-        self.config = config or MatchConfig()
+        if config is None:
+            config = semantic_config() if embedder is not None else MatchConfig()
+        self.config = config
         self.index = TermIndex()
         self.stories: dict[str, StoryState] = {}
         self._entry_story: dict[EntryKey, str] = {}
