@@ -157,6 +157,11 @@ class FeedRefresh:
     changed_entries: tuple[Entry, ...] = ()
     story_merges: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def state_only(self) -> bool:
+        """Nothing but the feed's polling state to write (a 304, an identical body, an error)."""
+        return not (self.new_entries or self.changed_entries or self.story_merges)
+
 
 @dataclass(frozen=True, slots=True)
 class FeedState:

@@ -235,15 +235,15 @@ class SqlStorage:
         if not refreshes:
             return
         with self._tx(f"store_refreshes ({len(refreshes)} feeds)", write=True) as conn:
-            # Feeds with nothing new (304s, identical bodies, errors) only change their
-            # state: written together (see writes.write_feed_states).
-            states = [r for r in refreshes if not (r.new_entries or r.changed_entries)]
-            states = [r for r in states if not r.story_merges]
-            writes.write_feed_states(conn, [(r.feed_url, r.state) for r in states])
-            state_only = set(map(id, states))
-            for refresh in refreshes:
-                if id(refresh) not in state_only:
-                    writes.store_refresh(conn, refresh)
+            rest: Sequence[FeedRefresh] = refreshes
+            if len({r.feed_url for r in refreshes}) == len(refreshes):
+                # Feeds with nothing new only change their state: written together (see
+                # writes.write_feed_states). A feed named twice keeps its writes in order.
+                states = [(r.feed_url, r.state) for r in refreshes if r.state_only]
+                writes.write_feed_states(conn, states)
+                rest = [r for r in refreshes if not r.state_only]
+            for refresh in rest:
+                writes.store_refresh(conn, refresh)
 
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None

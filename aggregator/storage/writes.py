@@ -69,8 +69,9 @@ def _feed_row(spec: FeedSpec, due: datetime | None) -> dict[str, Any]:
     }
 
 
-def _state_values(state: FeedStateUpdate) -> dict[str, Any]:
-    """Column values for the new polling state; see ``store_refresh`` for the rules."""
+def _state_values(state: FeedStateUpdate) -> tuple[dict[str, Any], bool]:
+    """Column values for the new polling state, and whether ``failures`` goes up by one (an
+    SQL expression, not a value); see ``store_refresh`` for the rules."""
     values: dict[str, Any] = {
         "last_polled": state.last_polled,
         "next_due": state.next_due,
@@ -94,54 +95,53 @@ def _state_values(state: FeedStateUpdate) -> dict[str, Any]:
     if state.error is None:
         values.update(cache)
         values["failures"] = 0
-    else:
-        # A failed poll keeps the validators of the last good one, so the next poll can still
-        # be conditional.
-        values.update({key: value for key, value in cache.items() if value is not None})
-        values["failures"] = feeds.c.failures + 1
-    return values
+        return values, False
+    # A failed poll keeps the validators of the last good one, so the next poll can still be
+    # conditional.
+    values.update({key: value for key, value in cache.items() if value is not None})
+    return values, True
 
 
 def write_feed_state(conn: Connection, feed_url: str, state: FeedStateUpdate) -> None:
     """Update the feed's polling state, inserting the feed with default settings if unknown."""
-    values = _state_values(state)
-    result = conn.execute(update(feeds).where(feeds.c.url == feed_url).values(**values))
-    if result.rowcount == 0:
-        row = _feed_row(FeedSpec(url=feed_url), None)
-        row.update(values)
-        row["failures"] = 0 if state.error is None else 1
-        conn.execute(upsert(conn, feeds).on_conflict_do_nothing(), [row])
+    write_feed_states(conn, [(feed_url, state)])
 
 
 def write_feed_states(conn: Connection, states: Sequence[tuple[str, FeedStateUpdate]]) -> None:
-    """Several feeds' polling states, as ``write_feed_state`` each, in few statements.
+    """Several distinct feeds' polling states, as ``write_feed_state`` each, in few statements.
 
     A steady cycle is mostly feeds that answered 304: one statement per feed was a sixth of
     the cycle's CPU (SQLAlchemy builds and caches each statement anew). Feeds whose new state
-    sets the same columns share one executemany of a prepared statement. A feed named twice
-    is written in order, one statement each, as is an unknown feed (inserted).
+    sets the same columns share one executemany of a prepared statement; unknown feeds are
+    then inserted with default settings.
     """
-    urls = [url for url, _ in states]
-    if len(set(urls)) != len(urls):
-        for url, state in states:
-            write_feed_state(conn, url, state)
-        return
+    by_url = dict(states)
+    if len(by_url) != len(states):
+        raise ValueError("write_feed_states: a feed is named twice; write its states in order")
     groups: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for url, state in states:
-        values = _state_values(state)
-        increment = state.error is not None  # failures = failures + 1, an SQL expression
-        if increment:
-            del values["failures"]
+        values, increment = _state_values(state)
         groups.setdefault((tuple(values), increment), []).append({"key_url": url, **values})
     for (columns, increment), rows in groups.items():
         result = conn.execute(_state_statement(columns, increment), rows)
-        if result.rowcount != len(rows):  # some feed is unknown: insert it
-            for row in rows:
-                write_feed_state(conn, row["key_url"], _find(states, row["key_url"]))
+        if result.rowcount == len(rows):
+            continue
+        known = {
+            url
+            for part in chunks([row["key_url"] for row in rows])
+            for url in conn.execute(select(feeds.c.url).where(feeds.c.url.in_(part))).scalars()
+        }
+        for row in rows:
+            if row["key_url"] not in known:
+                _insert_feed(conn, row["key_url"], by_url[row["key_url"]])
 
 
-def _find(states: Sequence[tuple[str, FeedStateUpdate]], url: str) -> FeedStateUpdate:
-    return next(state for key, state in states if key == url)
+def _insert_feed(conn: Connection, feed_url: str, state: FeedStateUpdate) -> None:
+    """A feed polled but not configured (removed meanwhile): its row, with this state."""
+    row = _feed_row(FeedSpec(url=feed_url), None)
+    row.update(_state_values(state)[0])
+    row["failures"] = 0 if state.error is None else 1
+    conn.execute(upsert(conn, feeds).on_conflict_do_nothing(), [row])
 
 
 @functools.lru_cache(maxsize=64)
@@ -202,7 +202,7 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
 
     when = refresh.state.last_polled
     write_feed_state(conn, feed_url, refresh.state)
-    if not (new or changed or refresh.story_merges):
+    if refresh.state_only:
         return
     # Every entry written gets the next store sequence number. Writers are serialised (the
     # matching lock on PostgreSQL, the write lock on SQLite), so the numbers grow in commit
