@@ -169,24 +169,24 @@ def _markup(element: Any, pieces: list[str]) -> None:
         attributes[key] = value.lower() if key in ("rel", "type") else value
     written = "".join(f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in attributes.items())
     pieces.append(f"<{name}{written}>")
+    _inner_markup(element, pieces)
+    pieces.append(f"</{name}>")
+
+
+def _inner_markup(element: Any, pieces: list[str]) -> None:
+    """Append what ``element`` holds: its text, and each child with the text after it."""
     if element.text:
         pieces.append(escape(element.text))
     for child in element:
         _markup(child, pieces)
         if child.tail:
             pieces.append(escape(child.tail))
-    pieces.append(f"</{name}>")
 
 
 def _xhtml(element: Any) -> str:
     """An ``xhtml`` text construct as feedparser's ``pop`` joins it."""
     pieces: list[str] = []
-    if element.text:
-        pieces.append(escape(element.text))
-    for child in element:
-        _markup(child, pieces)
-        if child.tail:
-            pieces.append(escape(child.tail))
+    _inner_markup(element, pieces)
     while len(pieces) > 1 and not pieces[-1].strip():
         del pieces[-1]
     while len(pieces) > 1 and not pieces[0].strip():
