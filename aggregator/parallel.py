@@ -37,7 +37,7 @@ from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
 from aggregator.types import Entry, ParsedFeed
 
-__all__ = ["ParsePool", "Parsed", "default_workers", "parse_and_normalise"]
+__all__ = ["ParsePool", "Parsed", "default_workers", "exit_with_parent", "parse_and_normalise"]
 
 # Workers are started with "spawn": forking a process that runs an event loop and holds
 # database connections copies both into the child, which is unsafe.
@@ -81,7 +81,7 @@ def _job(
 _PR_SET_PDEATHSIG = 1
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Make a worker die with the service: a SIGKILLed service (or one killed by the OOM
     killer) must not leave parser processes, and through them the multiprocessing resource
     tracker, running forever."""
@@ -95,7 +95,7 @@ def _exit_with_parent(parent: int) -> None:
 def _warm_up(parent: int) -> None:
     """Tie a fresh worker to its parent, then load the parsing and feature stack before the
     first document arrives."""
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     import feedparser  # noqa: F401
     import nh3  # noqa: F401
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.parallel import ParsePool
-from aggregator.storage import open_storage
+from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
+from aggregator.story_index import LocalStoryIndex, StoryIndex, StoryIndexProcess
 from aggregator.update import Clock, PollPolicy, Updater, publish, utcnow
 
 log = logging.getLogger("aggregator")
@@ -70,19 +73,31 @@ async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterato
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()
-        async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
-            updater = Updater(
-                storage,
-                fetcher,
-                match_window=s.match_window,
-                policy=policy,
-                parse_pool=parse_pool,
-                clock=clock,
-            )
-            # The index just loaded lives until its stories expire: keep full collections
-            # from walking it again and again. It holds no reference cycles, so reference
-            # counting frees it all the same.
-            gc.freeze()
-            yield Runtime(config, storage, updater, clock)
+        index = open_index(storage, s.match_window, clock)
+        try:
+            async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
+                updater = Updater(
+                    storage,
+                    fetcher,
+                    match_window=s.match_window,
+                    policy=policy,
+                    parse_pool=parse_pool,
+                    index=index,
+                    clock=clock,
+                )
+                # What was loaded lives long: keep full collections from walking it again
+                # and again. It holds no reference cycles, so reference counting frees it.
+                gc.freeze()
+                yield Runtime(config, storage, updater, clock)
+        finally:
+            await asyncio.to_thread(index.close)
     finally:
         storage.close()
+
+
+def open_index(storage: Storage, window: timedelta, clock: Clock) -> StoryIndex:
+    """The match index in a process of its own, on a second core, unless the database is
+    in memory (no other process can open it): then in this process."""
+    if shared_between_processes(storage.url):
+        return StoryIndexProcess(storage.url, window, clock)
+    return LocalStoryIndex(storage, window, clock())

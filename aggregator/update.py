@@ -3,7 +3,7 @@
 ::
 
     due feeds | fetch (parallel, bounded) | parse | normalise
-              | decide new/changed (pure) | match (pure index) | store (one transaction per feed)
+              | decide new/changed (pure) | match (story_index) | store (one transaction per feed)
     after a cycle: recent stories | render Atom, RSS, JSON Feed | atomic write
 
 A feed's failure is that feed's result: it is recorded in storage (status, error in words,
@@ -16,9 +16,10 @@ posting rate, jitter, exponential back-off after failures, and the server's own 
 (Retry-After, Cache-Control/Expires, RSS ``<ttl>``) as a floor. A 301/308 moves the feed
 (later polls go to the new URL); a 410 marks it gone and it is no longer polled.
 
-Several workers may share one PostgreSQL database: match-and-store then runs under the
-database-wide matching lock, after catching the in-memory index up with what other workers
-stored (``Storage.entries_after``), so two workers never open two stories for one event.
+With SQLite, one process writes: the next feed is matched while this one is stored. Several
+workers may share one PostgreSQL database: match-and-store then runs under the database-wide
+matching lock, after catching the index up with what other workers stored
+(``StoryIndex.catch_up``), so two workers never open two stories for one event.
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ from pathlib import Path
 from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
-from aggregator.match import Matcher
 from aggregator.match.text import Features
 from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
 from aggregator.parallel import ParsePool, parse_and_normalise
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
+from aggregator.storage import shared_between_processes
 from aggregator.storage.base import Storage
+from aggregator.story_index import LocalStoryIndex, StoryIndex
 from aggregator.types import (
-    Assignment,
     Entry,
     FeedRefresh,
     FeedState,
@@ -56,10 +57,6 @@ from aggregator.writer import StorageWriter
 log = logging.getLogger("aggregator.update")
 
 Clock = Callable[[], datetime]
-
-# Larger than any store sequence number: asking for entries after it returns none, only the
-# newest sequence number.
-_NEWEST_ONLY = 2**62
 
 
 def utcnow() -> datetime:
@@ -99,6 +96,19 @@ class PollPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A feed's refresh, matched and ready to store, and the index generation it was matched
+    in; with what it was made from, to match it again if that generation is gone."""
+
+    feed: FeedState
+    parsed: _Parsed
+    state: FeedStateUpdate
+    changes: EntryChanges
+    refresh: FeedRefresh
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     feed: ParsedFeed
     entries: tuple[Entry, ...]
@@ -110,42 +120,15 @@ def body_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-@dataclass(slots=True)
-class _Index:
-    """The matcher and how current it is: the store sequence number and the newest
-    correction (manual split/merge, or a merge made by any worker's matcher) it includes."""
-
-    matcher: Matcher
-    seq: int
-    correction_id: int
-
-
-def build_index(storage: Storage, window: timedelta, now: datetime) -> _Index:
-    """A matcher whose index holds the stories of the match window, read from storage, with
-    every correction applied."""
-    # Read the sequence first: anything stored meanwhile is caught up later (and deduplicated).
-    _, seq = storage.entries_after(_NEWEST_ONLY)
-    corrections = storage.corrections()
-    matcher = Matcher(window=window)
-    for correction in corrections:
-        if correction.kind == "merge":
-            matcher.merge(correction.target_story_id, correction.story_id)
-    for stored in storage.entries_since(now - window):
-        matcher.add_known(stored.entry, stored.story_id)
-    for correction in corrections:
-        if correction.kind == "split" and correction.feed_url and correction.entry_id:
-            matcher.forbid((correction.feed_url, correction.entry_id), correction.story_id)
-    matcher.take_merges()  # replaying stored stories merges nothing new worth storing
-    return _Index(matcher, seq, max((c.id for c in corrections), default=0))
-
-
 class Updater:
-    """Refreshes feeds into storage and keeps the matcher's index in step with it.
+    """Refreshes feeds into storage and keeps the match index in step with it.
 
-    Fetching and parsing run concurrently. Matching and storing run one feed at a time in a
-    worker thread (storage calls block), as exclusive writes of the ``StorageWriter`` and under
-    the storage's matching lock, so the in-memory index and the database never disagree about
-    which story an entry joined.
+    Fetching and parsing run concurrently. Matching and storing run one feed at a time, in
+    submission order, off the event loop (``StorageWriter``): with the embedded SQLite
+    database, the index matches the next feed while this one is stored (``pipelined``); with
+    PostgreSQL, both happen under the database-wide matching lock. Either way the index and
+    the database never disagree about which story an entry joined: a match made against an
+    index that was rebuilt since (``StoryIndex.generation``) is made again before storing.
     """
 
     def __init__(
@@ -156,45 +139,31 @@ class Updater:
         match_window: timedelta,
         policy: PollPolicy | None = None,
         parse_pool: ParsePool | None = None,
+        index: StoryIndex | None = None,
         clock: Clock = utcnow,
     ) -> None:
+        """``index``: where matching runs (a ``StoryIndexProcess``); by default a
+        ``LocalStoryIndex`` in this process, loaded from ``storage`` now."""
         self.storage = storage
         self.fetcher = fetcher
         self.parse_pool = parse_pool
         self.match_window = match_window
         self.policy = policy or PollPolicy()
         self.clock = clock
-        self._index = build_index(storage, match_window, clock())
+        self.index = index or LocalStoryIndex(storage, match_window, clock())
         self.writer = StorageWriter(storage)
-
-    @property
-    def matcher(self) -> Matcher:
-        return self._index.matcher
+        # One process writes an SQLite database, so the next feed may be matched while this
+        # one is stored; not an in-memory one, whose single connection can't serve both.
+        self._pipelined = storage.dialect == "sqlite" and shared_between_processes(storage.url)
 
     async def expire(self, now: datetime) -> None:
-        """Drop stories that left the match window. The matcher is only ever touched by one
-        exclusive write at a time, since matching runs in a worker thread."""
-        await self.writer.exclusive(lambda: self.matcher.expire(now))
+        """Drop stories that left the match window."""
+        await self.writer.exclusive(self.index.expire, now)
 
     async def reload_corrections(self) -> bool:
         """Apply corrections recorded since we looked (``aggregator split`` / ``merge`` run
         while the service runs, or merges made by other workers). True when any was new."""
-        return await self.writer.exclusive(self._apply_new_corrections)
-
-    def _apply_new_corrections(self) -> bool:
-        index = self._index
-        new = [c for c in self.storage.corrections() if c.id > index.correction_id]
-        if not new:
-            return False
-        if any(c.kind == "split" for c in new):
-            # A split moves one stored entry to a new story: rebuilding is simplest and rare.
-            self._index = build_index(self.storage, self.match_window, self.clock())
-            log.info("manual split recorded; match index rebuilt")
-        else:
-            for correction in new:
-                index.matcher.merge(correction.target_story_id, correction.story_id)
-            index.correction_id = max(c.id for c in new)
-        return True
+        return await self.writer.exclusive(self.index.apply_corrections, self.clock())
 
     async def drain(self) -> None:
         """Write what is pending and wait for writes still running after their refreshes
@@ -227,7 +196,7 @@ class Updater:
             return await self._record_error(feed, exc, now, started, status=result.status)
 
         state = self._success_state(feed, result, now, parsed)
-        changes = await self.writer.exclusive(self._match_and_store, feed, parsed, state)
+        changes = await self._match_and_store(feed, parsed, state)
         return RefreshResult(
             feed.url,
             feed.display_name,
@@ -275,44 +244,67 @@ class Updater:
             poll_interval=interval,
         )
 
-    def _match_and_store(
+    async def _match_and_store(
         self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
     ) -> EntryChanges:
-        """Runs in a worker thread, one exclusive write at a time (``StorageWriter``)."""
+        if self._pipelined:
+            prepared = await self.writer.pipelined(
+                lambda: self._match(feed, parsed, state), self._store
+            )
+            return prepared.changes
+        return await self.writer.exclusive(self._match_and_store_locked, feed, parsed, state)
+
+    def _match_and_store_locked(
+        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
+    ) -> EntryChanges:
+        """Match and store under the database-wide matching lock. With PostgreSQL, first
+        catch up with what other workers stored and merged, so two workers never open two
+        stories for one event."""
         with self.storage.matching_lock():
             if self.storage.dialect != "sqlite":
-                # Other workers may have stored entries and merged stories since we looked.
-                self._catch_up()
-                self._apply_new_corrections()
-            known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
-            changes = decide_changes(parsed.entries, known)
-            feats = {f.key: f for f in parsed.features}
-            assignments: list[tuple[Entry, Assignment]] = [
-                (entry, self.matcher.assign(entry, feats.get(entry.key))) for entry in changes.new
-            ]
-            for entry in changes.changed:
-                self.matcher.update_entry(entry)
-            merges = tuple((m.into, m.other) for m in self.matcher.take_merges())
-            refresh = FeedRefresh(feed.url, state, tuple(assignments), changes.changed, merges)
-            try:
-                self.storage.store_refresh(refresh)
-            except StorageError:
-                if assignments or changes.changed:
-                    # The index holds assignments the database refused; rebuild it from what
-                    # was really committed so the two cannot drift apart.
-                    log.warning("storage refused %s; rebuilding the match index", feed.url)
-                    self._index = build_index(self.storage, self.match_window, self.clock())
-                raise
-        return changes
+                self.index.catch_up()
+                self.index.apply_corrections(self.clock())
+            return self._store(self._match(feed, parsed, state)).changes
 
-    def _catch_up(self) -> None:
-        """Add to the index what other workers stored since we last looked."""
-        stored, self._index.seq = self.storage.entries_after(self._index.seq)
-        for item in stored:
-            if self.matcher.story_of(item.entry.key) is None:
-                self.matcher.add_known(item.entry, item.story_id)
-            else:
-                self.matcher.update_entry(item.entry)
+    def _match(self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate) -> _Prepared:
+        """Decide which entries are new or changed and match them (in a worker thread)."""
+        known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
+        changes = decide_changes(parsed.entries, known)
+        feats = {f.key: f for f in parsed.features}
+        matched = self.index.match(
+            [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
+        )
+        refresh = FeedRefresh(
+            feed.url,
+            state,
+            tuple(zip(changes.new, matched.assignments, strict=True)),
+            changes.changed,
+            matched.merges,
+        )
+        return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
+
+    def _store(self, prepared: _Prepared) -> _Prepared:
+        """Store a matched refresh (in a worker thread, one at a time, in matching order)."""
+        index = self.index
+        if prepared.generation != index.generation:
+            # The index was rebuilt after this match (storage refused an earlier feed, a split
+            # was recorded, the index process restarted): what it matched against is gone.
+            prepared = self._match(prepared.feed, prepared.parsed, prepared.state)
+        refresh = prepared.refresh
+        try:
+            self.storage.store_refresh(refresh)
+        except StorageError:
+            if not refresh.state_only:
+                # The index holds assignments the database refused; rebuild it from what
+                # was really committed so the two cannot drift apart.
+                log.warning("storage refused %s; rebuilding the match index", refresh.feed_url)
+                index.rebuild(self.clock())
+            raise
+        if prepared.generation != index.generation:
+            # Rebuilt while this was being stored: the new index may have been read before
+            # the commit. Take in what it missed.
+            index.catch_up()
+        return prepared
 
     async def _record_error(
         self,

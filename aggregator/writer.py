@@ -23,6 +23,7 @@ from aggregator.storage.base import Storage
 from aggregator.types import FeedRefresh
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # How long a state-only write may wait for others to join its batch, and the most a batch
 # holds: 50 ms is invisible next to a poll interval; 500 rows make one short transaction.
@@ -36,6 +37,7 @@ class StorageWriter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._lock = asyncio.Lock()
+        self._first_lock = asyncio.Lock()  # the first stage of pipelined writes
         self._running: set[asyncio.Future[Any]] = set()
         self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
         # True from scheduling a flush until that flush takes the pending batch; a state that
@@ -50,6 +52,24 @@ class StorageWriter:
                 return await asyncio.to_thread(fn, *args)
 
         future = asyncio.ensure_future(locked())
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return await asyncio.shield(future)
+
+    async def pipelined(self, first: Callable[[], T], then: Callable[[T], R]) -> R:
+        """``then(first())``, each stage in a thread and in submission order: ``first`` of the
+        next call may run while ``then`` of this one does (matching a feed while the previous
+        one is stored); ``then`` runs as an exclusive write. Shielded like ``exclusive``."""
+
+        async def staged() -> R:
+            async with self._first_lock:
+                prepared = await asyncio.to_thread(first)
+            # No await between the two locks: stages enter ``then`` in the order they
+            # entered ``first``.
+            async with self._lock:
+                return await asyncio.to_thread(then, prepared)
+
+        future = asyncio.ensure_future(staged())
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         return await asyncio.shield(future)

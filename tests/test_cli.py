@@ -245,6 +245,9 @@ def test_feeds_yml_edits_apply_while_the_service_runs(
     def requested(path: str) -> int:
         return sum(1 for r in demo_server.requests if r.path == path)
 
+    def feeds_table() -> str:
+        return aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"}).stdout
+
     def wait_for(condition: Any, what: str) -> None:
         limit = time.monotonic() + SERVICE_START_SECONDS
         while not condition():
@@ -260,13 +263,14 @@ def test_feeds_yml_edits_apply_while_the_service_runs(
         time.sleep(3)
         assert proc.poll() is None
         write_config(tmp_path, [demo_server.url("/ap.xml")])
-        wait_for(lambda: requested("/ap.xml") >= 1, "the added feed is polled")
+        # Stored, not only requested: a SIGTERM between the two would drop that poll.
+        wait_for(lambda: "Associated Press" in feeds_table(), "the added feed is polled")
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "feeds.yml:5: feeds[1].url" in err and "keeping the last valid configuration" in err
     assert "reloaded" in err
-    status = aggregator("feeds", cwd=tmp_path, env={"COLUMNS": "300"})
-    assert "Associated Press" in status.stdout
-    assert "TASS" not in status.stdout  # a removed feed is no longer listed
+    listed = feeds_table()
+    assert "Associated Press" in listed
+    assert "TASS" not in listed  # a removed feed is no longer listed

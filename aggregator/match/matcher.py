@@ -103,7 +103,11 @@ class Matcher:
         ``feats``: ``features(entry)`` when the caller has it already (computed in a parse
         worker); its terms are interned so the index holds one copy of each.
         """
-        feats = features(entry) if feats is None else shared_terms(feats)
+        return self.assign_features(features(entry) if feats is None else feats)
+
+    def assign_features(self, feats: Features) -> Assignment:
+        """:meth:`assign` given the entry's features (all the matcher looks at)."""
+        feats = shared_terms(feats)
         decision = self.decide(feats)
         if decision.story_id is None:
             decision = self._link_entry(feats, decision)
@@ -133,11 +137,15 @@ class Matcher:
 
     def update_entry(self, entry: Entry) -> None:
         """Replace the features of an entry the outlet edited; it stays in its story."""
-        story_id = self._entry_story.get(entry.key)
+        self.replace(features(entry))
+
+    def replace(self, feats: Features) -> None:
+        """:meth:`update_entry` given the edited entry's features."""
+        story_id = self._entry_story.get(feats.key)
         if story_id is None:
             return
-        self._remove(entry.key, story_id)
-        self._add(features(entry), story_id)
+        self._remove(feats.key, story_id)
+        self._add(shared_terms(feats), story_id)
 
     def expire(self, now: datetime) -> None:
         """Drop every story whose newest entry was published before ``now - window``."""

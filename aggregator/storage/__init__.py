@@ -28,6 +28,7 @@ __all__ = [
     "Storage",
     "database_url",
     "open_storage",
+    "shared_between_processes",
 ]
 
 # Schemes accepted for PostgreSQL and mapped onto the psycopg 3 driver.
@@ -51,6 +52,15 @@ def database_url(url: str) -> URL:
 
 def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:")
+
+
+def shared_between_processes(url: str) -> bool:
+    """Whether another process opening ``url`` sees the same database (an in-memory SQLite
+    database lives inside the process that opened it)."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    return not _is_memory(parsed) and parsed.query.get("mode") != "memory"
 
 
 def open_storage(url: str) -> SqlStorage:

@@ -99,6 +99,11 @@ class Storage(Protocol):
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``: PostgreSQL storage may be shared by many workers."""
 
+    @property
+    def url(self) -> str:
+        """The database URL, password included: another process opens the same database
+        with it (see ``shared_between_processes``)."""
+
     def claim_due_feeds(
         self, worker: str, now: datetime, lease: timedelta, limit: int
     ) -> list[FeedState]:

@@ -138,6 +138,10 @@ class SqlStorage:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._engine.dialect.name
 
+    @property
+    def url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=False)
+
     # -- transactions -----------------------------------------------------------------------
 
     def _ambient(self) -> Connection | None:

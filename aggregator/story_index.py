@@ -1,0 +1,344 @@
+"""The match index kept in step with storage, in this process or in a process of its own.
+
+The ``Matcher`` (``match/``) is pure: it knows nothing of the database. A ``StoryIndex`` owns
+one and keeps it equal to what storage holds: it loads the stories of the match window at
+start, applies recorded corrections (manual splits and merges, merges by other workers),
+catches up with entries other workers stored, and rebuilds itself from storage when storage
+refused what the index had already taken in.
+
+Two implementations, one contract (``tests/test_story_index.py`` runs against both):
+
+- ``LocalStoryIndex``: the matcher in this process. Used with an in-memory database (which
+  no other process can open) and by tests.
+- ``StoryIndexProcess``: the same ``LocalStoryIndex`` in a child process that opens the
+  database itself, answering over a pipe. Matching is most of the CPU of a first poll
+  (``Matcher.assign`` took 73% of the service's one busy core at 10,000 feeds); in a process
+  of its own it gets the second core, and the service matches one feed while it stores the
+  previous one (``Updater``). Only features go out and only assignments come back.
+
+Every operation is atomic: calls from several threads are served one at a time. ``generation``
+counts rebuilds: a match made in an earlier generation was made against an index that no
+longer exists, and the caller must match again before storing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
+
+from aggregator.exceptions import StorageError
+from aggregator.match import Matcher
+from aggregator.match.text import Features
+from aggregator.storage.base import Storage
+from aggregator.types import Assignment
+
+__all__ = ["LocalStoryIndex", "Matched", "StoryIndex", "StoryIndexProcess"]
+
+log = logging.getLogger("aggregator.index")
+
+# Larger than any store sequence number: asking for entries after it returns none, only the
+# newest sequence number.
+_NEWEST_ONLY = 2**62
+
+# Spawned, not forked: the service holds an event loop, threads and database connections.
+_CONTEXT = multiprocessing.get_context("spawn")
+
+# How long to wait for a child to exit when closing, before killing it.
+_CLOSE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """One feed's matching: an assignment per new entry (in order), the story merges to
+    record (older story, younger story), and the generation the index was in."""
+
+    assignments: tuple[Assignment, ...]
+    merges: tuple[tuple[str, str], ...]
+    generation: int
+
+
+class StoryIndex(Protocol):
+    """What the updater needs of the match index; see the module docstring."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
+        """Assign each of ``new`` to a story, replace the features of ``changed``."""
+
+    def expire(self, now: datetime) -> None:
+        """Drop the stories that left the match window."""
+
+    def apply_corrections(self, now: datetime) -> bool:
+        """Apply corrections recorded since the last look; True when any was new."""
+
+    def catch_up(self) -> None:
+        """Take in the entries other processes stored since the last look."""
+
+    def rebuild(self, now: datetime) -> None:
+        """Load the index again from storage (a new generation)."""
+
+    def close(self) -> None:
+        """Release what the index holds (its process, if any)."""
+
+
+class LocalStoryIndex:
+    """The matcher in this process, loaded from ``storage``."""
+
+    def __init__(self, storage: Storage, window: timedelta, now: datetime) -> None:
+        self.storage = storage
+        self.window = window
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._load(now)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def matcher(self) -> Matcher:
+        return self._matcher
+
+    def _load(self, now: datetime) -> None:
+        """The stories of the match window, read from storage, with every correction applied."""
+        storage = self.storage
+        # Read the sequence first: anything stored meanwhile is caught up later (and
+        # deduplicated).
+        _, seq = storage.entries_after(_NEWEST_ONLY)
+        corrections = storage.corrections()
+        matcher = Matcher(window=self.window)
+        for correction in corrections:
+            if correction.kind == "merge":
+                matcher.merge(correction.target_story_id, correction.story_id)
+        for stored in storage.entries_since(now - self.window):
+            matcher.add_known(stored.entry, stored.story_id)
+        for correction in corrections:
+            if correction.kind == "split" and correction.feed_url and correction.entry_id:
+                matcher.forbid((correction.feed_url, correction.entry_id), correction.story_id)
+        matcher.take_merges()  # replaying stored stories merges nothing new worth storing
+        self._matcher = matcher
+        self._seq = seq
+        self._correction_id = max((c.id for c in corrections), default=0)
+
+    def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
+        with self._lock:
+            matcher = self._matcher
+            assignments = tuple(matcher.assign_features(feats) for feats in new)
+            for feats in changed:
+                matcher.replace(feats)
+            merges = tuple((m.into, m.other) for m in matcher.take_merges())
+            return Matched(assignments, merges, self._generation)
+
+    def expire(self, now: datetime) -> None:
+        with self._lock:
+            self._matcher.expire(now)
+
+    def apply_corrections(self, now: datetime) -> bool:
+        with self._lock:
+            new = [c for c in self.storage.corrections() if c.id > self._correction_id]
+            if not new:
+                return False
+            if any(c.kind == "split" for c in new):
+                # A split moves one stored entry to a new story: rebuilding is simplest, and rare.
+                self._rebuild(now)
+                log.info("manual split recorded; match index rebuilt")
+            else:
+                for correction in new:
+                    self._matcher.merge(correction.target_story_id, correction.story_id)
+                self._correction_id = max(c.id for c in new)
+            return True
+
+    def catch_up(self) -> None:
+        with self._lock:
+            stored, self._seq = self.storage.entries_after(self._seq)
+            matcher = self._matcher
+            for item in stored:
+                if matcher.story_of(item.entry.key) is None:
+                    matcher.add_known(item.entry, item.story_id)
+                else:
+                    matcher.update_entry(item.entry)
+
+    def rebuild(self, now: datetime) -> None:
+        with self._lock:
+            self._rebuild(now)
+
+    def _rebuild(self, now: datetime) -> None:
+        self._load(now)
+        self._generation += 1
+
+    def close(self) -> None:
+        pass
+
+
+class StoryIndexProcess:
+    """A ``LocalStoryIndex`` in a child process that opens ``storage_url`` itself.
+
+    The child dies with this process (like the parse workers). If it dies on its own (killed,
+    out of memory), the call that finds it dead starts a fresh one, which loads the index from
+    storage again (a new generation), and is retried once.
+    """
+
+    def __init__(self, storage_url: str, window: timedelta, clock: Callable[[], datetime]) -> None:
+        self.storage_url = storage_url
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        # generation = the generations of the children before this one + this child's own.
+        self._earlier = 0
+        self._child_generation = 0
+        self._conn: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._start()
+
+    @property
+    def generation(self) -> int:
+        return self._earlier + self._child_generation
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (for tests and diagnostics)."""
+        return None if self._process is None else self._process.pid
+
+    def _start(self) -> None:
+        ours, theirs = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=_serve,
+            args=(theirs, self.storage_url, self.window, self.clock(), os.getpid()),
+            name="aggregator-index",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        self._conn, self._process = ours, process
+        self._child_generation = 0
+        try:
+            self._answer(ours)  # "ready" once the index is loaded, or what stopped it
+        except BaseException:
+            self._stop(kill=True)
+            raise
+
+    def _answer(self, conn: Connection) -> Any:
+        kind, value, generation = conn.recv()
+        self._child_generation = generation
+        if kind == "storage_error":
+            raise StorageError(value)
+        if kind == "error":
+            raise RuntimeError(f"match index process: {value}")
+        return value
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None:
+                        raise EOFError("it is not running")
+                    self._conn.send((method, args))
+                    return self._answer(self._conn)
+                except (EOFError, OSError) as exc:
+                    self._stop(kill=True)
+                    self._earlier += self._child_generation + 1
+                    if attempt == 2:
+                        raise StorageError(
+                            f"the match index process died twice during {method}"
+                        ) from exc
+                    log.warning("match index process died (%s); loading it again", exc)
+                    self._start()
+            raise AssertionError("unreachable")
+
+    def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
+        matched: Matched = self._call("match", tuple(new), tuple(changed))
+        # The child counts its own generations; ours adds those of the children before it.
+        with self._lock:
+            earlier = self._earlier
+        return Matched(matched.assignments, matched.merges, earlier + matched.generation)
+
+    def expire(self, now: datetime) -> None:
+        self._call("expire", now)
+
+    def apply_corrections(self, now: datetime) -> bool:
+        new: bool = self._call("apply_corrections", now)
+        return new
+
+    def catch_up(self) -> None:
+        self._call("catch_up")
+
+    def rebuild(self, now: datetime) -> None:
+        self._call("rebuild", now)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop(kill=False)
+
+    def _stop(self, *, kill: bool) -> None:
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        if conn is not None:
+            if not kill:
+                with contextlib.suppress(OSError):  # it died already
+                    conn.send(("stop", ()))
+            conn.close()
+        if process is not None:
+            if kill:
+                process.kill()
+            process.join(_CLOSE_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _serve(
+    conn: Connection, storage_url: str, window: timedelta, now: datetime, parent: int
+) -> None:
+    """The child's loop: load the index, then answer calls until told to stop.
+
+    Each answer is ``(kind, value, generation)``: "ok", "storage_error" (raised again as
+    ``StorageError`` by the caller) or "error" (a bug, raised as ``RuntimeError``).
+    """
+    from aggregator.parallel import exit_with_parent
+    from aggregator.runtime import tune_collector
+    from aggregator.storage import open_storage
+
+    exit_with_parent(parent)
+    tune_collector()
+    try:
+        storage = open_storage(storage_url)
+    except StorageError as exc:
+        conn.send(("storage_error", str(exc), 0))
+        return
+    try:
+        try:
+            index = LocalStoryIndex(storage, window, now)
+        except StorageError as exc:
+            conn.send(("storage_error", str(exc), 0))
+            return
+        gc.freeze()  # the loaded index lives long: keep full collections from walking it
+        conn.send(("ready", None, 0))
+        while True:
+            try:
+                method, args = conn.recv()
+            except EOFError:  # the service closed its end
+                return
+            if method == "stop":
+                return
+            try:
+                result = getattr(index, method)(*args)
+            except StorageError as exc:
+                conn.send(("storage_error", str(exc), index.generation))
+            except Exception as exc:  # a bug: reported to the caller, who raises it
+                log.exception("match index process: %s failed", method)
+                conn.send(("error", f"{method}: {exc!r}", index.generation))
+            else:
+                conn.send(("ok", result, index.generation))
+    finally:
+        storage.close()

@@ -1,0 +1,208 @@
+"""The match index kept in step with storage: one contract for the in-process index and the
+index in a process of its own, the child's recovery, and the updater's pipelined matching
+when storage refuses a refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.exceptions import StorageError
+from aggregator.match.text import Features, features
+from aggregator.storage import SqlStorage, open_storage
+from aggregator.story_index import LocalStoryIndex, Matched, StoryIndex, StoryIndexProcess
+from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate, ParsedFeed
+from aggregator.update import Updater, _Parsed
+
+NOW = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
+WINDOW = timedelta(hours=48)
+ANKARA = "Putin and Erdogan agree in Ankara to speed up delivery of S-400 missile systems"
+ANKARA_AGAIN = "Erdogan and Putin in Ankara: S-400 missile systems delivery to be sped up"
+ANKARA_THIRD = "Ankara talks: Putin, Erdogan agree on faster S-400 missile systems delivery"
+# Long enough for the next feed's matching (milliseconds) to finish while the refusal waits.
+REFUSAL_DELAY_S = 0.5
+OTHER = "Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks"
+
+
+def entry(feed: str, entry_id: str, title: str) -> Entry:
+    return Entry(
+        feed_url=f"https://{feed}.example/rss",
+        entry_id=entry_id,
+        title=title,
+        summary="",
+        url=f"https://{feed}.example/{entry_id}",
+        link=f"https://{feed}.example/{entry_id}",
+        published=NOW - timedelta(hours=1),
+        updated=None,
+        first_seen=NOW,
+        content_hash=f"{feed}-{entry_id}-{title}",
+    )
+
+
+def store(storage: SqlStorage, entries: list[Entry], matched: Matched) -> None:
+    """Store one feed's entries with their assignments, as the updater does."""
+    state = FeedStateUpdate(last_polled=NOW, next_due=NOW, status=200, error=None)
+    pairs = tuple(zip(entries, matched.assignments, strict=True))
+    storage.store_refresh(FeedRefresh(entries[0].feed_url, state, pairs, (), matched.merges))
+
+
+def feats(*items: Entry) -> list[Features]:
+    return [features(e) for e in items]
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SqlStorage]:
+    opened = open_storage(f"sqlite:///{tmp_path / 'aggregator.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def make_index(kind: str, storage: SqlStorage) -> StoryIndex:
+    if kind == "local":
+        return LocalStoryIndex(storage, WINDOW, NOW)
+    return StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+
+
+@pytest.fixture(params=["local", "process"])
+def kind(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+def test_entries_join_the_story_and_a_new_index_loads_it_from_storage(
+    kind: str, storage: SqlStorage
+) -> None:
+    first, second = entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN)
+    index = make_index(kind, storage)
+    try:
+        a = index.match(feats(first), [])
+        store(storage, [first], a)
+        b = index.match(feats(second), [])
+        store(storage, [second], b)
+    finally:
+        index.close()
+    assert a.assignments[0].new_story and not b.assignments[0].new_story
+    story = a.assignments[0].story_id
+    assert b.assignments[0].story_id == story
+    assert b.assignments[0].evidence  # the reason travels back with the assignment
+    reloaded = make_index(kind, storage)
+    try:
+        third = reloaded.match(feats(entry("ap", "1", ANKARA_THIRD)), [])
+        unrelated = reloaded.match(feats(entry("ap", "2", OTHER)), [])
+    finally:
+        reloaded.close()
+    assert third.assignments[0].story_id == story
+    assert unrelated.assignments[0].new_story
+
+
+def test_a_rebuild_forgets_what_storage_does_not_hold(kind: str, storage: SqlStorage) -> None:
+    stored, lost = entry("afp", "1", ANKARA), entry("tass", "1", OTHER)
+    index = make_index(kind, storage)
+    try:
+        store(storage, [stored], index.match(feats(stored), []))
+        index.match(feats(lost), [])  # matched, never stored
+        before = index.generation
+        index.rebuild(NOW)
+        assert index.generation == before + 1
+        joined = index.match(feats(entry("ap", "1", ANKARA_AGAIN)), [])
+        alone = index.match(feats(entry("reuters", "1", OTHER + " overnight")), [])
+    finally:
+        index.close()
+    assert not joined.assignments[0].new_story
+    assert alone.assignments[0].new_story  # "lost" is gone from the rebuilt index
+    assert joined.generation == alone.generation == before + 1
+
+
+def test_the_window_expires_and_a_changed_entry_is_replaced(kind: str, storage: SqlStorage) -> None:
+    first = entry("afp", "1", ANKARA)
+    index = make_index(kind, storage)
+    try:
+        store(storage, [first], index.match(feats(first), []))
+        edited = entry("afp", "1", OTHER)
+        index.match([], feats(edited))  # the outlet rewrote it: now about Lisbon
+        lisbon = index.match(feats(entry("tass", "1", OTHER + " overnight")), [])
+        assert not lisbon.assignments[0].new_story
+        index.expire(NOW + WINDOW + timedelta(hours=2))
+        late = index.match(feats(entry("ap", "1", OTHER + " overnight")), [])
+        assert late.assignments[0].new_story  # nothing left in the window to join
+    finally:
+        index.close()
+
+
+def test_a_killed_index_process_is_started_again_from_storage(storage: SqlStorage) -> None:
+    first = entry("afp", "1", ANKARA)
+    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    try:
+        a = index.match(feats(first), [])
+        store(storage, [first], a)
+        pid = index.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        b = index.match(feats(entry("tass", "1", ANKARA_AGAIN)), [])
+        assert index.pid not in (None, pid)
+    finally:
+        index.close()
+    assert b.generation > a.generation  # matched against a fresh load
+    assert b.assignments[0].story_id == a.assignments[0].story_id
+
+
+def test_an_index_process_that_cannot_open_its_database_says_why() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/none"  # nothing listens on port 1
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
+        StoryIndexProcess(url, WINDOW, lambda: NOW)
+
+
+class RefusingStorage(SqlStorage):
+    """Refuses the first refresh of one feed, as a full disk or a constraint would."""
+
+    def __init__(self, inner: SqlStorage, refuse: str) -> None:
+        super().__init__(inner.engine)
+        self.refuse = refuse
+
+    def store_refresh(self, refresh: FeedRefresh) -> None:
+        if refresh.feed_url == self.refuse and not refresh.state_only:
+            self.refuse = ""
+            time.sleep(REFUSAL_DELAY_S)  # the next feed is matched meanwhile
+            raise StorageError("database or disk is full")
+        super().store_refresh(refresh)
+
+
+async def test_after_a_refused_store_the_next_feed_is_matched_again(
+    storage: SqlStorage,
+) -> None:
+    """Feed B is matched while feed A is stored, against an index holding A's new story. A is
+    refused: B must not be stored under the story that never was, nor drift from the index."""
+
+    refusing = RefusingStorage(storage, refuse="https://afp.example/rss")
+    a, b = entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN)
+    updater = Updater(refusing, fetcher=None, match_window=WINDOW, clock=lambda: NOW)  # type: ignore[arg-type]
+    state = FeedStateUpdate(last_polled=NOW, next_due=NOW, status=200, error=None)
+
+    def parsed(item: Entry) -> _Parsed:
+        return _Parsed(ParsedFeed(title=None, link=None, entries=()), (item,), (features(item),))
+
+    async def refresh(item: Entry) -> object:
+        feed = FeedState(item.feed_url, None, (), 0, timedelta(hours=1), True)
+        return await updater._match_and_store(feed, parsed(item), state)
+
+    outcomes = await asyncio.gather(refresh(a), refresh(b), return_exceptions=True)
+    await updater.drain()
+    assert isinstance(outcomes[0], StorageError)
+    assert not isinstance(outcomes[1], BaseException)
+    stored = list(refusing.entries_since(NOW - WINDOW))
+    assert [s.entry.key for s in stored] == [b.key]
+    story = stored[0].story_id
+    assert refusing.get_story(story) is not None  # B's story exists: it was matched again
+    # The index agrees with the database: a third report joins B's story.
+    third = updater.index.match(feats(entry("ap", "1", ANKARA_THIRD)), [])
+    assert third.assignments[0].story_id == story
+    updater.index.close()
