@@ -29,8 +29,10 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -42,7 +44,7 @@ from aggregator.match.text import Features
 from aggregator.storage.base import Storage
 from aggregator.types import Assignment
 
-__all__ = ["LocalStoryIndex", "Matched", "StoryIndex", "StoryIndexProcess"]
+__all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex", "StoryIndexProcess"]
 
 log = logging.getLogger("aggregator.index")
 
@@ -75,6 +77,9 @@ class StoryIndex(Protocol):
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
         """Assign each of ``new`` to a story, replace the features of ``changed``."""
+
+    def submit_match(self, new: Sequence[Features], changed: Sequence[Features]) -> Future[Matched]:
+        """:meth:`match`, answered later (in submission order); may fail with ``IndexDied``."""
 
     def expire(self, now: datetime) -> None:
         """Drop the stories that left the match window."""
@@ -140,6 +145,11 @@ class LocalStoryIndex:
             merges = tuple((m.into, m.other) for m in matcher.take_merges())
             return Matched(assignments, merges, self._generation)
 
+    def submit_match(self, new: Sequence[Features], changed: Sequence[Features]) -> Future[Matched]:
+        future: Future[Matched] = Future()
+        future.set_result(self.match(new, changed))
+        return future
+
     def expire(self, now: datetime) -> None:
         with self._lock:
             self._matcher.expire(now)
@@ -181,24 +191,36 @@ class LocalStoryIndex:
         pass
 
 
+class IndexDied(Exception):
+    """The index process died with this call pending; the next call starts a fresh one."""
+
+
 class StoryIndexProcess:
     """A ``LocalStoryIndex`` in a child process that opens ``storage_url`` itself.
 
+    Calls are queued on the pipe in order and answered in order by a reader thread, so a caller
+    may submit the next feed's matching before the answer for the previous one arrives
+    (``submit_match``): the child never waits for the service between two feeds.
+
     The child dies with this process (like the parse workers). If it dies on its own (killed,
-    out of memory), the call that finds it dead starts a fresh one, which loads the index from
-    storage again (a new generation), and is retried once.
+    out of memory), the pending calls fail with ``IndexDied``; the next blocking call starts a
+    fresh child, which loads the index from storage again (a new generation), and is retried
+    once.
     """
 
     def __init__(self, storage_url: str, window: timedelta, clock: Callable[[], datetime]) -> None:
         self.storage_url = storage_url
         self.window = window
         self.clock = clock
-        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one message on the pipe at a time, in order
+        self._restart_lock = threading.Lock()
+        self._pending: deque[Future[Any]] = deque()
         # generation = the generations of the children before this one + this child's own.
         self._earlier = 0
         self._child_generation = 0
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
+        self._reader: threading.Thread | None = None
         self._start()
 
     @property
@@ -220,48 +242,103 @@ class StoryIndexProcess:
         )
         process.start()
         theirs.close()
-        self._conn, self._process = ours, process
+        self._process = process
         self._child_generation = 0
         try:
-            self._answer(ours)  # "ready" once the index is loaded, or what stopped it
+            _unpack(ours.recv())  # "ready" once the index is loaded, or what stopped it
         except BaseException:
-            self._stop(kill=True)
+            ours.close()
+            self._process = None
+            process.kill()
+            process.join()
             raise
+        self._conn = ours
+        self._reader = threading.Thread(
+            target=self._read, args=(ours,), name="aggregator-index-reader", daemon=True
+        )
+        self._reader.start()
 
-    def _answer(self, conn: Connection) -> Any:
-        kind, value, generation = conn.recv()
-        self._child_generation = generation
-        if kind == "storage_error":
-            raise StorageError(value)
-        if kind == "error":
-            raise RuntimeError(f"match index process: {value}")
-        return value
+    def _read(self, conn: Connection) -> None:
+        """Resolve the pending calls in order as their answers arrive."""
+        while True:
+            try:
+                answer = conn.recv()
+            except (EOFError, OSError):
+                break
+            future = self._pending.popleft()
+            self._child_generation = answer[2]
+            try:
+                future.set_result(_unpack(answer))
+            except BaseException as exc:
+                future.set_exception(exc)
+        with self._send_lock:
+            if self._conn is conn:
+                self._conn = None
+                conn.close()
+            while self._pending:
+                self._pending.popleft().set_exception(IndexDied("the match index process died"))
+
+    def submit(self, method: str, *args: Any) -> Future[Any]:
+        """Queue a call; its future fails with ``IndexDied`` if the child dies first."""
+        future: Future[Any] = Future()
+        with self._send_lock:
+            if self._conn is None:
+                future.set_exception(IndexDied("the match index process is not running"))
+                return future
+            self._pending.append(future)
+            # If the pipe is broken, the reader sees it closed and fails every pending call.
+            with contextlib.suppress(OSError):
+                self._conn.send((method, args))
+        return future
 
     def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None:
-                        raise EOFError("it is not running")
-                    self._conn.send((method, args))
-                    return self._answer(self._conn)
-                except (EOFError, OSError) as exc:
-                    self._stop(kill=True)
-                    self._earlier += self._child_generation + 1
-                    if attempt == 2:
-                        raise StorageError(
-                            f"the match index process died twice during {method}"
-                        ) from exc
-                    log.warning("match index process died (%s); loading it again", exc)
-                    self._start()
-            raise AssertionError("unreachable")
+        for attempt in (1, 2):
+            try:
+                return self.submit(method, *args).result()
+            except IndexDied as exc:
+                if attempt == 2:
+                    raise StorageError(
+                        f"the match index process died twice during {method}"
+                    ) from exc
+                self._restart(exc)
+        raise AssertionError("unreachable")
+
+    def _restart(self, cause: Exception) -> None:
+        with self._restart_lock:
+            if self._conn is not None:
+                return  # another caller restarted it already
+            log.warning("match index process died (%s); loading it again", cause)
+            self._stop(kill=True)
+            self._earlier += self._child_generation + 1
+            self._start()
+
+    def submit_match(self, new: Sequence[Features], changed: Sequence[Features]) -> Future[Matched]:
+        """:meth:`match` without waiting: answers come back in the order of submission."""
+        earlier = self._earlier
+        answer = self.submit("match", tuple(new), tuple(changed))
+        result: Future[Matched] = Future()
+
+        def done(answer: Future[Any]) -> None:
+            exc = answer.exception()
+            if exc is not None:
+                result.set_exception(exc)
+                return
+            matched: Matched = answer.result()
+            # The child counts its own generations; ours adds those of the children before.
+            result.set_result(replace(matched, generation=earlier + matched.generation))
+
+        answer.add_done_callback(done)
+        return result
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
-        matched: Matched = self._call("match", tuple(new), tuple(changed))
-        # The child counts its own generations; ours adds those of the children before it.
-        with self._lock:
-            earlier = self._earlier
-        return Matched(matched.assignments, matched.merges, earlier + matched.generation)
+        for attempt in (1, 2):
+            try:
+                return self.submit_match(new, changed).result()
+            except IndexDied as exc:
+                if attempt == 2:
+                    raise StorageError("the match index process died twice during match") from exc
+                self._restart(exc)
+        raise AssertionError("unreachable")
 
     def expire(self, now: datetime) -> None:
         self._call("expire", now)
@@ -277,17 +354,16 @@ class StoryIndexProcess:
         self._call("rebuild", now)
 
     def close(self) -> None:
-        with self._lock:
+        with self._restart_lock:
             self._stop(kill=False)
 
     def _stop(self, *, kill: bool) -> None:
-        conn, process = self._conn, self._process
-        self._conn = self._process = None
-        if conn is not None:
-            if not kill:
+        with self._send_lock:
+            conn, process, reader = self._conn, self._process, self._reader
+            self._conn = self._process = self._reader = None
+            if conn is not None and not kill:
                 with contextlib.suppress(OSError):  # it died already
                     conn.send(("stop", ()))
-            conn.close()
         if process is not None:
             if kill:
                 process.kill()
@@ -295,6 +371,20 @@ class StoryIndexProcess:
             if process.is_alive():
                 process.kill()
                 process.join()
+        if reader is not None:
+            reader.join()  # the child is gone: the reader saw the pipe close
+        if conn is not None:
+            conn.close()
+
+
+def _unpack(answer: tuple[str, Any, int]) -> Any:
+    """The value of an answer from the child, or the error it reports, raised."""
+    kind, value, _generation = answer
+    if kind == "storage_error":
+        raise StorageError(value)
+    if kind == "error":
+        raise RuntimeError(f"match index process: {value}")
+    return value
 
 
 def _serve(

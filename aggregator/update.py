@@ -29,6 +29,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
 from aggregator.storage import shared_between_processes
 from aggregator.storage.base import Storage
-from aggregator.story_index import LocalStoryIndex, StoryIndex
+from aggregator.story_index import IndexDied, LocalStoryIndex, Matched, StoryIndex
 from aggregator.types import (
     Entry,
     FeedRefresh,
@@ -104,8 +105,31 @@ class _Prepared:
     parsed: _Parsed
     state: FeedStateUpdate
     changes: EntryChanges
-    refresh: FeedRefresh
+    refresh: FeedRefresh | None  # None: not matched (the index process died meanwhile)
     generation: int
+
+
+def _features_of(parsed: _Parsed, changes: EntryChanges) -> tuple[list[Features], list[Features]]:
+    """The features of the new and of the changed entries, from the parse worker."""
+    feats = {f.key: f for f in parsed.features}
+    return [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
+
+
+def _prepared(
+    feed: FeedState,
+    parsed: _Parsed,
+    state: FeedStateUpdate,
+    changes: EntryChanges,
+    matched: Matched,
+) -> _Prepared:
+    refresh = FeedRefresh(
+        feed.url,
+        state,
+        tuple(zip(changes.new, matched.assignments, strict=True)),
+        changes.changed,
+        matched.merges,
+    )
+    return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +273,7 @@ class Updater:
     ) -> EntryChanges:
         if self._pipelined:
             prepared = await self.writer.pipelined(
-                lambda: self._match(feed, parsed, state), self._store
+                lambda: self._submit(feed, parsed, state), self._store
             )
             return prepared.changes
         return await self.writer.exclusive(self._match_and_store_locked, feed, parsed, state)
@@ -268,29 +292,46 @@ class Updater:
 
     def _match(self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate) -> _Prepared:
         """Decide which entries are new or changed and match them (in a worker thread)."""
+        changes = self._changes(feed, parsed)
+        new, changed = _features_of(parsed, changes)
+        return _prepared(feed, parsed, state, changes, self.index.match(new, changed))
+
+    def _submit(
+        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
+    ) -> Future[_Prepared]:
+        """:meth:`_match`, answered later: the index may still be matching earlier feeds."""
+        changes = self._changes(feed, parsed)
+        new, changed = _features_of(parsed, changes)
+        answer = self.index.submit_match(new, changed)
+        result: Future[_Prepared] = Future()
+
+        def done(answer: Future[Matched]) -> None:
+            exc = answer.exception()
+            if isinstance(exc, IndexDied):
+                # Not matched: ``_store`` matches it again, starting a fresh index.
+                result.set_result(_Prepared(feed, parsed, state, changes, None, -1))
+            elif exc is not None:
+                result.set_exception(exc)
+            else:
+                matched = answer.result()
+                result.set_result(_prepared(feed, parsed, state, changes, matched))
+
+        answer.add_done_callback(done)
+        return result
+
+    def _changes(self, feed: FeedState, parsed: _Parsed) -> EntryChanges:
         known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
-        changes = decide_changes(parsed.entries, known)
-        feats = {f.key: f for f in parsed.features}
-        matched = self.index.match(
-            [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
-        )
-        refresh = FeedRefresh(
-            feed.url,
-            state,
-            tuple(zip(changes.new, matched.assignments, strict=True)),
-            changes.changed,
-            matched.merges,
-        )
-        return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
+        return decide_changes(parsed.entries, known)
 
     def _store(self, prepared: _Prepared) -> _Prepared:
         """Store a matched refresh (in a worker thread, one at a time, in matching order)."""
         index = self.index
-        if prepared.generation != index.generation:
+        if prepared.refresh is None or prepared.generation != index.generation:
             # The index was rebuilt after this match (storage refused an earlier feed, a split
             # was recorded, the index process restarted): what it matched against is gone.
             prepared = self._match(prepared.feed, prepared.parsed, prepared.state)
         refresh = prepared.refresh
+        assert refresh is not None  # _match always matches
         try:
             self.storage.store_refresh(refresh)
         except StorageError:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from aggregator.exceptions import StorageError
@@ -38,6 +39,7 @@ class StorageWriter:
         self.storage = storage
         self._lock = asyncio.Lock()
         self._first_lock = asyncio.Lock()  # the first stage of pipelined writes
+        self._last_then: asyncio.Future[None] | None = None  # set once that call is done
         self._running: set[asyncio.Future[Any]] = set()
         self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
         # True from scheduling a flush until that flush takes the pending batch; a state that
@@ -56,18 +58,27 @@ class StorageWriter:
         future.add_done_callback(self._running.discard)
         return await asyncio.shield(future)
 
-    async def pipelined(self, first: Callable[[], T], then: Callable[[T], R]) -> R:
-        """``then(first())``, each stage in a thread and in submission order: ``first`` of the
-        next call may run while ``then`` of this one does (matching a feed while the previous
-        one is stored); ``then`` runs as an exclusive write. Shielded like ``exclusive``."""
+    async def pipelined(self, first: Callable[[], Future[T]], then: Callable[[T], R]) -> R:
+        """``then`` of what ``first`` answers: ``first()`` runs in a thread, one call at a time,
+        and returns a future (matching a feed submits it to the index process); ``then`` runs
+        as an exclusive write once the answer is in, in the order the calls entered ``first``.
+        The next call's ``first`` does not wait for this one's answer or ``then``, so the index
+        always has the next feed queued. Shielded like ``exclusive``."""
+        loop = asyncio.get_running_loop()
 
         async def staged() -> R:
             async with self._first_lock:
-                prepared = await asyncio.to_thread(first)
-            # No await between the two locks: stages enter ``then`` in the order they
-            # entered ``first``.
-            async with self._lock:
-                return await asyncio.to_thread(then, prepared)
+                answer = await asyncio.to_thread(first)
+                previous, mine = self._last_then, loop.create_future()
+                self._last_then = mine
+            try:
+                prepared = await asyncio.wrap_future(answer)
+                if previous is not None:
+                    await previous  # set whatever happened to the previous call
+                async with self._lock:
+                    return await asyncio.to_thread(then, prepared)
+            finally:
+                mine.set_result(None)
 
         future = asyncio.ensure_future(staged())
         self._running.add(future)

@@ -17,7 +17,13 @@ import pytest
 from aggregator.exceptions import StorageError
 from aggregator.match.text import Features, features
 from aggregator.storage import SqlStorage, open_storage
-from aggregator.story_index import LocalStoryIndex, Matched, StoryIndex, StoryIndexProcess
+from aggregator.story_index import (
+    IndexDied,
+    LocalStoryIndex,
+    Matched,
+    StoryIndex,
+    StoryIndexProcess,
+)
 from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate, ParsedFeed
 from aggregator.update import Updater, _Parsed
 
@@ -48,13 +54,24 @@ def entry(feed: str, entry_id: str, title: str) -> Entry:
 
 def store(storage: SqlStorage, entries: list[Entry], matched: Matched) -> None:
     """Store one feed's entries with their assignments, as the updater does."""
-    state = FeedStateUpdate(last_polled=NOW, next_due=NOW, status=200, error=None)
     pairs = tuple(zip(entries, matched.assignments, strict=True))
-    storage.store_refresh(FeedRefresh(entries[0].feed_url, state, pairs, (), matched.merges))
+    storage.store_refresh(FeedRefresh(entries[0].feed_url, STATE, pairs, (), matched.merges))
 
 
 def feats(*items: Entry) -> list[Features]:
     return [features(e) for e in items]
+
+
+STATE = FeedStateUpdate(last_polled=NOW, next_due=NOW, status=200, error=None)
+
+
+def feed_of(item: Entry) -> FeedState:
+    return FeedState(item.feed_url, None, (), 0, timedelta(hours=1), True)
+
+
+def parsed(item: Entry) -> _Parsed:
+    """What the parse worker hands the updater for a one-entry feed."""
+    return _Parsed(ParsedFeed(title=None, link=None, entries=()), (item,), (features(item),))
 
 
 @pytest.fixture
@@ -155,6 +172,54 @@ def test_a_killed_index_process_is_started_again_from_storage(storage: SqlStorag
     assert b.assignments[0].story_id == a.assignments[0].story_id
 
 
+def test_submitted_matches_are_answered_in_order(storage: SqlStorage) -> None:
+    reports = [entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN), entry("ap", "1", OTHER)]
+    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    try:
+        # All three are queued before the first answer: the child takes them in order.
+        futures = [index.submit_match(feats(report), []) for report in reports]
+        first, second, third = (f.result(timeout=30).assignments[0] for f in futures)
+    finally:
+        index.close()
+    assert first.new_story and third.new_story
+    assert second.story_id == first.story_id and not second.new_story
+
+
+def test_calls_pending_when_the_index_process_dies_fail_with_index_died(
+    storage: SqlStorage,
+) -> None:
+    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    try:
+        pid = index.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        pending = index.submit_match(feats(entry("afp", "1", ANKARA)), [])
+        with pytest.raises(IndexDied):
+            pending.result(timeout=30)
+        # A blocking call starts a fresh child and is answered.
+        assert index.match(feats(entry("afp", "1", ANKARA)), []).assignments[0].new_story
+    finally:
+        index.close()
+
+
+async def test_a_feed_matched_when_the_index_process_died_is_matched_again(
+    storage: SqlStorage,
+) -> None:
+    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    updater = Updater(storage, fetcher=None, match_window=WINDOW, index=index, clock=lambda: NOW)  # type: ignore[arg-type]
+    try:
+        pid = index.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        report = entry("afp", "1", ANKARA)
+        changes = await updater._match_and_store(feed_of(report), parsed(report), STATE)
+        await updater.drain()
+    finally:
+        index.close()
+    assert [e.key for e in changes.new] == [report.key]
+    assert [s.entry.key for s in storage.entries_since(NOW - WINDOW)] == [report.key]
+
+
 def test_an_index_process_that_cannot_open_its_database_says_why() -> None:
     url = "postgresql://postgres@127.0.0.1:1/none"  # nothing listens on port 1
     with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
@@ -185,14 +250,9 @@ async def test_after_a_refused_store_the_next_feed_is_matched_again(
     refusing = RefusingStorage(storage, refuse="https://afp.example/rss")
     a, b = entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN)
     updater = Updater(refusing, fetcher=None, match_window=WINDOW, clock=lambda: NOW)  # type: ignore[arg-type]
-    state = FeedStateUpdate(last_polled=NOW, next_due=NOW, status=200, error=None)
-
-    def parsed(item: Entry) -> _Parsed:
-        return _Parsed(ParsedFeed(title=None, link=None, entries=()), (item,), (features(item),))
 
     async def refresh(item: Entry) -> object:
-        feed = FeedState(item.feed_url, None, (), 0, timedelta(hours=1), True)
-        return await updater._match_and_store(feed, parsed(item), state)
+        return await updater._match_and_store(feed_of(item), parsed(item), STATE)
 
     outcomes = await asyncio.gather(refresh(a), refresh(b), return_exceptions=True)
     await updater.drain()
