@@ -111,10 +111,6 @@ class LocalStoryIndex:
     def generation(self) -> int:
         return self._generation
 
-    @property
-    def matcher(self) -> Matcher:
-        return self._matcher
-
     def _load(self, now: datetime) -> None:
         """The stories of the match window, read from storage, with every correction applied."""
         storage = self.storage
@@ -292,9 +288,14 @@ class StoryIndexProcess:
         return future
 
     def _call(self, method: str, *args: Any) -> Any:
+        return self._answered(lambda: self.submit(method, *args), method)
+
+    def _answered(self, submit: Callable[[], Future[Any]], method: str) -> Any:
+        """Wait for ``submit()``'s answer; if the child died first, start a fresh one and
+        submit once more."""
         for attempt in (1, 2):
             try:
-                return self.submit(method, *args).result()
+                return submit().result()
             except IndexDied as exc:
                 if attempt == 2:
                     raise StorageError(
@@ -331,14 +332,8 @@ class StoryIndexProcess:
         return result
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
-        for attempt in (1, 2):
-            try:
-                return self.submit_match(new, changed).result()
-            except IndexDied as exc:
-                if attempt == 2:
-                    raise StorageError("the match index process died twice during match") from exc
-                self._restart(exc)
-        raise AssertionError("unreachable")
+        matched: Matched = self._answered(lambda: self.submit_match(new, changed), "match")
+        return matched
 
     def expire(self, now: datetime) -> None:
         self._call("expire", now)
@@ -401,17 +396,16 @@ def _serve(
 
     exit_with_parent(parent)
     tune_collector()
+    storage: Storage | None = None
     try:
         storage = open_storage(storage_url)
+        index = LocalStoryIndex(storage, window, now)
     except StorageError as exc:
         conn.send(("storage_error", str(exc), 0))
+        if storage is not None:
+            storage.close()
         return
     try:
-        try:
-            index = LocalStoryIndex(storage, window, now)
-        except StorageError as exc:
-            conn.send(("storage_error", str(exc), 0))
-            return
         gc.freeze()  # the loaded index lives long: keep full collections from walking it
         conn.send(("ready", None, 0))
         while True:

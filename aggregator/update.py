@@ -109,12 +109,6 @@ class _Prepared:
     generation: int
 
 
-def _features_of(parsed: _Parsed, changes: EntryChanges) -> tuple[list[Features], list[Features]]:
-    """The features of the new and of the changed entries, from the parse worker."""
-    feats = {f.key: f for f in parsed.features}
-    return [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
-
-
 def _prepared(
     feed: FeedState,
     parsed: _Parsed,
@@ -292,16 +286,14 @@ class Updater:
 
     def _match(self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate) -> _Prepared:
         """Decide which entries are new or changed and match them (in a worker thread)."""
-        changes = self._changes(feed, parsed)
-        new, changed = _features_of(parsed, changes)
+        changes, new, changed = self._changes(feed, parsed)
         return _prepared(feed, parsed, state, changes, self.index.match(new, changed))
 
     def _submit(
         self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
     ) -> Future[_Prepared]:
         """:meth:`_match`, answered later: the index may still be matching earlier feeds."""
-        changes = self._changes(feed, parsed)
-        new, changed = _features_of(parsed, changes)
+        changes, new, changed = self._changes(feed, parsed)
         answer = self.index.submit_match(new, changed)
         result: Future[_Prepared] = Future()
 
@@ -319,9 +311,14 @@ class Updater:
         answer.add_done_callback(done)
         return result
 
-    def _changes(self, feed: FeedState, parsed: _Parsed) -> EntryChanges:
+    def _changes(
+        self, feed: FeedState, parsed: _Parsed
+    ) -> tuple[EntryChanges, list[Features], list[Features]]:
+        """Which entries are new or changed, and the features of each (from the parse worker)."""
         known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
-        return decide_changes(parsed.entries, known)
+        changes = decide_changes(parsed.entries, known)
+        feats = {f.key: f for f in parsed.features}
+        return changes, [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
 
     def _store(self, prepared: _Prepared) -> _Prepared:
         """Store a matched refresh (in a worker thread, one at a time, in matching order)."""
