@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
@@ -53,7 +55,7 @@ from aggregator.types import (
     FetchResult,
     ParsedFeed,
 )
-from aggregator.writer import StorageWriter
+from aggregator.writer import STATE_BATCH_MAX, StorageWriter
 
 log = logging.getLogger("aggregator.update")
 
@@ -173,6 +175,9 @@ class Updater:
         # One process writes an SQLite database, so the next feed may be matched while this
         # one is stored; not an in-memory one, whose single connection can't serve both.
         self._pipelined = storage.dialect == "sqlite" and shared_between_processes(storage.url)
+        # Changed feeds between fetch and store (parsed documents waiting for the index): one
+        # per fetch slot, so memory stays flat however many feeds are refreshed at once.
+        self._processing = asyncio.Semaphore(fetcher.concurrency)
 
     async def expire(self, now: datetime) -> None:
         """Drop stories that left the match window."""
@@ -208,13 +213,13 @@ class Updater:
                 feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
             )
 
-        try:
-            parsed = await self._parse(result, feed.url, now)
-        except ParseError as exc:
-            return await self._record_error(feed, exc, now, started, status=result.status)
-
-        state = self._success_state(feed, result, now, parsed)
-        changes = await self._match_and_store(feed, parsed, state)
+        async with self._processing:
+            try:
+                parsed = await self._parse(result, feed.url, now)
+            except ParseError as exc:
+                return await self._record_error(feed, exc, now, started, status=result.status)
+            state = self._success_state(feed, result, now, parsed)
+            changes = await self._match_and_store(feed, parsed, state)
         return RefreshResult(
             feed.url,
             feed.display_name,
@@ -381,23 +386,45 @@ class Updater:
         feeds: Iterable[FeedState],
         on_done: Callable[[RefreshResult], None] | None = None,
     ) -> list[RefreshResult]:
-        """Refresh feeds concurrently (the fetcher bounds the concurrency).
+        """Refresh feeds concurrently; results in the order given.
+
+        Up to ``STATE_BATCH_MAX`` feeds are in flight, so unchanged feeds fill whole batches
+        of state writes; the fetcher bounds the requests, and ``refresh`` the changed feeds
+        being parsed, matched and stored (one per fetch slot), so memory stays flat however
+        many feeds are given. Feeds are taken round-robin over their hosts, so the feeds of
+        one host, which wait for that host's own fetch slots, do not hold every worker.
 
         Feeds marked gone (HTTP 410) are skipped: the publisher asked us to stop, so not
         even a one-off ``aggregator poll`` of every feed asks again.
         """
+        todo = [f for f in feeds if not f.gone]
+        results: list[RefreshResult | None] = [None] * len(todo)
+        queue = iter(_round_robin_by_host(todo))
 
-        async def one(feed: FeedState) -> RefreshResult:
-            try:
-                outcome = await self.refresh(feed)
-            except StorageError as exc:
-                outcome = RefreshResult(feed.url, feed.display_name, None, 0, 0, str(exc), 0.0)
-                log.error("%s: storage error: %s", feed.display_name, exc)
-            if on_done is not None:
-                on_done(outcome)
-            return outcome
+        async def worker() -> None:
+            for position, feed in queue:
+                try:
+                    outcome = await self.refresh(feed)
+                except StorageError as exc:
+                    outcome = RefreshResult(feed.url, feed.display_name, None, 0, 0, str(exc), 0.0)
+                    log.error("%s: storage error: %s", feed.display_name, exc)
+                if on_done is not None:
+                    on_done(outcome)
+                results[position] = outcome
 
-        return list(await asyncio.gather(*(one(f) for f in feeds if not f.gone)))
+        workers = min(STATE_BATCH_MAX, len(todo))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [r for r in results if r is not None]
+
+
+def _round_robin_by_host(feeds: Sequence[FeedState]) -> list[tuple[int, FeedState]]:
+    """``feeds`` with their positions, reordered to take one feed of each host in turn."""
+    by_host: dict[str, list[tuple[int, FeedState]]] = {}
+    for position, feed in enumerate(feeds):
+        host = urlsplit(feed.moved_to or feed.url).hostname or ""
+        by_host.setdefault(host, []).append((position, feed))
+    rounds = itertools.zip_longest(*by_host.values())
+    return [item for round_ in rounds for item in round_ if item is not None]
 
 
 def _feed_title(title: str | None) -> str | None:

@@ -11,9 +11,9 @@ entries) with ``Updater.refresh_many``. ``--prefill M`` first stores M old entri
 the match window) so memory is measured against a database of realistic size.
 
 Reported per cycle: wall seconds, feeds/s, new entries/s, CPU seconds (this process and its
-worker processes, the feed server excluded) and peak RSS: this process's plus the peak of each
-parse worker (read from /proc before they stop), so the figure is what the service needs, not
-only its main process. The last line is::
+worker processes, the feed server excluded) and peak RSS: this process's plus the peak of the
+match index process and of each parse worker (read from /proc before they stop), so the
+figure is what the service needs, not only its main process. The last line is::
 
     poll feeds=N steady_s=S first_entries_per_s=E peak_rss_mb=M
 """
@@ -88,12 +88,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_peak_rss_mb(exclude: Sequence[int]) -> float:
-    """Sum of the peak resident memory (VmHWM) of this process's live children, in MiB."""
+def peak_rss_of(pids: Sequence[int]) -> float:
+    """Sum of the peak resident memory (VmHWM) of live processes ``pids``, in MiB."""
     total_kib = 0
-    for pid in child_pids():
-        if pid in exclude:
-            continue
+    for pid in pids:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -204,9 +202,9 @@ def measured(exclude: Sequence[int]) -> Iterator[list[float]]:
 
 async def poll_cycles(
     server: FeedServer, folder: Path, concurrency: int, steady_runs: int, prefilled: int
-) -> tuple[Cycle, list[Cycle], float]:
+) -> tuple[Cycle, list[Cycle], tuple[float, float]]:
     """One first cycle and ``steady_runs`` steady cycles over a fresh storage in ``folder``,
-    and the parse workers' peak memory in MiB."""
+    and the peak memory in MiB of the match index process and of the parse workers."""
     config = make_config(folder, server.urls(), concurrency)
     if prefilled:
         prefill(config, prefilled)
@@ -228,22 +226,25 @@ async def poll_cycles(
                 results = await updater.refresh_many(feeds)
             errors = sum(1 for r in results if r.error)
             steady.append(Cycle(len(results), sum(r.new for r in results), errors, *m))
-        workers = worker_peak_rss_mb(exclude)
-    return first, steady, workers
+        index_pid = getattr(updater.index, "pid", None)  # None: matching runs in this process
+        children = [pid for pid in child_pids() if pid not in exclude]
+        index_rss = peak_rss_of([pid for pid in children if pid == index_pid])
+        parse_rss = peak_rss_of([pid for pid in children if pid != index_pid])
+    return first, steady, (index_rss, parse_rss)
 
 
 def run(feeds: int, runs: int, first_runs: int, concurrency: int, prefilled: int) -> str:
     """Run the benchmark, print the table, return the summary line."""
     firsts: list[Cycle] = []
     steadies: list[Cycle] = []
-    worker_rss = 0.0
+    index_rss = parse_rss = 0.0
     with FeedServer(feeds) as server:
         for _ in range(first_runs):
             with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
-                first, steady, workers = asyncio.run(
+                first, steady, (index, parse) = asyncio.run(
                     poll_cycles(server, Path(tmp), concurrency, runs, prefilled)
                 )
-            worker_rss = max(worker_rss, workers)
+            index_rss, parse_rss = max(index_rss, index), max(parse_rss, parse)
             print(first.line("first"), flush=True)
             for cycle in steady:
                 print(cycle.line("steady"), flush=True)
@@ -257,13 +258,13 @@ def run(feeds: int, runs: int, first_runs: int, concurrency: int, prefilled: int
     steady_s = median([c.wall for c in steadies])
     first_eps = median([c.entries_per_s for c in firsts])
     main_rss = peak_rss_mb()
-    rss = main_rss + worker_rss
+    rss = main_rss + index_rss + parse_rss
     print(
         f"median first: {median([c.wall for c in firsts]):.2f} s, {first_eps:.0f} entries/s, "
         f"cpu {median([c.cpu for c in firsts]):.2f} s | median steady: {steady_s:.2f} s, "
         f"{median([c.feeds_per_s for c in steadies]):.0f} feeds/s, "
         f"cpu {median([c.cpu for c in steadies]):.2f} s | peak RSS {rss:.0f} MiB "
-        f"({main_rss:.0f} main + {worker_rss:.0f} parse workers)"
+        f"({main_rss:.0f} main + {index_rss:.0f} match index + {parse_rss:.0f} parse workers)"
         + (f" with {prefilled} prefilled entries" if prefilled else "")
     )
     return (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import StorageError
+from aggregator.fetch import Fetcher
 from aggregator.match.text import Features, features
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.story_index import (
@@ -206,7 +207,7 @@ async def test_a_feed_matched_when_the_index_process_died_is_matched_again(
     storage: SqlStorage,
 ) -> None:
     index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
-    updater = Updater(storage, fetcher=None, match_window=WINDOW, index=index, clock=lambda: NOW)  # type: ignore[arg-type]
+    updater = Updater(storage, Fetcher(), match_window=WINDOW, index=index, clock=lambda: NOW)
     try:
         pid = index.pid
         assert pid is not None
@@ -249,7 +250,7 @@ async def test_after_a_refused_store_the_next_feed_is_matched_again(
 
     refusing = RefusingStorage(storage, refuse="https://afp.example/rss")
     a, b = entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN)
-    updater = Updater(refusing, fetcher=None, match_window=WINDOW, clock=lambda: NOW)  # type: ignore[arg-type]
+    updater = Updater(refusing, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
 
     async def refresh(item: Entry) -> object:
         return await updater._match_and_store(feed_of(item), parsed(item), STATE)

@@ -166,6 +166,11 @@ class Fetcher:
         self._client: httpx.AsyncClient | None = None
         self._transport: GuardedTransport | None = None
 
+    @property
+    def concurrency(self) -> int:
+        """How many fetches may be in flight at once."""
+        return self._concurrency
+
     def _make_transport(self) -> GuardedTransport:
         """The transport every request goes through (a seam for benchmarks and tests)."""
         return GuardedTransport(
