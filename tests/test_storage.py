@@ -363,6 +363,31 @@ def test_datetimes_round_trip_as_utc(store: SqlStorage) -> None:
         store.due_feeds(datetime(2024, 5, 1))
 
 
+def test_window_page_reads_the_window_page_by_page_in_key_order(store: SqlStorage) -> None:
+    setup_feeds(store)
+    same_time = [entry(FEED_B, "b2"), entry(FEED_A, "a9"), entry(FEED_B, "b1")]
+    store.store_refresh(FeedRefresh(FEED_B, ok_state(), (new(same_time[0], "s1"),)))
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(same_time[1], "s1", fresh=False),)))
+    store.store_refresh(FeedRefresh(FEED_B, ok_state(), (new(same_time[2], "s2"),)))
+    earlier = entry(FEED_C, "c1", published=T0 - timedelta(hours=1))
+    too_old = entry(FEED_C, "c0", published=T0 - timedelta(days=2))
+    store.store_refresh(FeedRefresh(FEED_C, ok_state(), (new(earlier, "s3"), new(too_old, "s4"))))
+    since = T0 - timedelta(days=1)
+
+    pages, after = [], None
+    while page := store.window_page(since, after, 2):
+        pages.append([(e.key, story_id) for e, story_id in page])
+        last = page[-1][0]
+        after = (last.published, last.feed_url, last.entry_id)
+    # Oldest first, then by feed and entry id; never the entry outside the window; every
+    # entry exactly once across pages, ties in published time included.
+    assert pages == [
+        [((FEED_C, "c1"), "s3"), ((FEED_A, "a9"), "s1")],
+        [((FEED_B, "b1"), "s2"), ((FEED_B, "b2"), "s1")],
+    ]
+    assert store.window_page(since, None, 10)[1][0] == same_time[1]  # the whole entry
+
+
 def test_entries_since_names_feeds_and_orders_oldest_first(store: SqlStorage) -> None:
     setup_feeds(store)
     store.store_refresh(

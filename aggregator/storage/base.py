@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from aggregator.storage.records import Correction
-from aggregator.types import FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
+from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 
 class Storage(Protocol):
@@ -54,6 +54,17 @@ class Storage(Protocol):
         """Entries published at or after ``since`` with their story links, oldest first.
 
         Used to rebuild the matcher's index of the time window at start-up.
+        """
+
+    def window_page(
+        self, since: datetime, after: tuple[datetime, str, str] | None, limit: int
+    ) -> list[tuple[Entry, str]]:
+        """Up to ``limit`` entries published at or after ``since`` with their story ids,
+        oldest first (then by feed URL and entry id), starting after the entry whose
+        (published, feed URL, entry id) is ``after``.
+
+        Loads the match index page by page: only the fields the matcher reads, and never the
+        whole window in memory at once.
         """
 
     def store_refresh(self, refresh: FeedRefresh) -> None:

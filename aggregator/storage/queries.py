@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, and_, exists, func, select
+from sqlalchemy import Connection, RowMapping, and_, exists, func, literal, select, tuple_
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.records import Correction, CorrectionKind
@@ -130,13 +130,14 @@ def _feed_display_name(row: RowMapping) -> str:
     return str(row["feed_name"] or row["feed_title"] or row["feed_url"])
 
 
-_LINKED = story_entries.join(
+_LINKED_ENTRIES = story_entries.join(
     entries,
     and_(
         entries.c.feed_url == story_entries.c.feed_url,
         entries.c.entry_id == story_entries.c.entry_id,
     ),
-).join(feeds, feeds.c.url == story_entries.c.feed_url)
+)
+_LINKED = _LINKED_ENTRIES.join(feeds, feeds.c.url == story_entries.c.feed_url)
 
 _FEED_COLUMNS = (
     feeds.c.name.label("feed_name"),
@@ -148,6 +149,27 @@ _FEED_COLUMNS = (
 def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
     """Linked entries published at or after ``since``, oldest first."""
     return _stored_entries(conn, entries.c.published >= since, entries.c.published)
+
+
+def window_page(
+    conn: Connection, since: datetime, after: tuple[datetime, str, str] | None, limit: int
+) -> list[tuple[Entry, str]]:
+    """Up to ``limit`` linked entries published at or after ``since`` and after the entry
+    ``after`` (published, feed URL, entry id), oldest first, each with its story id."""
+    key = (entries.c.published, entries.c.feed_url, entries.c.entry_id)
+    where = entries.c.published >= since
+    if after is not None:
+        values = zip(after, key, strict=True)
+        bound = tuple_(*(literal(value, column.type) for value, column in values))
+        where = and_(where, tuple_(*key) > bound)
+    stmt = (
+        select(entries, story_entries.c.story_id)
+        .select_from(_LINKED_ENTRIES)
+        .where(where)
+        .order_by(*key)
+        .limit(limit)
+    )
+    return [(entry_from_row(row), row["story_id"]) for row in conn.execute(stmt).mappings()]
 
 
 # The store sequence column is a 32-bit INTEGER on PostgreSQL: a larger bound must not reach

@@ -46,7 +46,7 @@ from aggregator.storage import queries, writes
 from aggregator.storage.migrations import migrate
 from aggregator.storage.records import Correction
 from aggregator.storage.schema import schema_migrations
-from aggregator.types import FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
+from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 # How long a SQLite writer waits for another process's write lock before failing. A refresh
 # commits in milliseconds; 30 s covers a long migration or a slow disk without hanging forever.
@@ -215,6 +215,13 @@ class SqlStorage:
         """Entries published at or after ``since`` with their story links, oldest first."""
         with self._tx("entries_since", write=False) as conn:
             return queries.entries_since(conn, since)
+
+    def window_page(
+        self, since: datetime, after: tuple[datetime, str, str] | None, limit: int
+    ) -> list[tuple[Entry, str]]:
+        """Up to ``limit`` linked entries published at or after ``since``, after ``after``."""
+        with self._tx("window_page", write=False) as conn:
+            return queries.window_page(conn, since, after, limit)
 
     def find_entries(self, ident: str) -> list[tuple[str, str]]:
         """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""
