@@ -73,7 +73,7 @@ async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterato
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()
-        index = open_index(storage, s.match_window, clock)
+        index = open_index(storage, s.match_window, clock, s.match_max_entries)
         try:
             async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
                 updater = Updater(
@@ -95,9 +95,11 @@ async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterato
         storage.close()
 
 
-def open_index(storage: Storage, window: timedelta, clock: Clock) -> StoryIndex:
+def open_index(
+    storage: Storage, window: timedelta, clock: Clock, max_entries: int | None = None
+) -> StoryIndex:
     """The match index in a process of its own, on a second core, unless the database is
     in memory (no other process can open it): then in this process."""
     if shared_between_processes(storage.url):
-        return StoryIndexProcess(storage.url, window, clock)
-    return LocalStoryIndex(storage, window, clock())
+        return StoryIndexProcess(storage.url, window, clock, max_entries)
+    return LocalStoryIndex(storage, window, clock(), max_entries)

@@ -104,9 +104,17 @@ class StoryIndex(Protocol):
 class LocalStoryIndex:
     """The matcher in this process, loaded from ``storage``."""
 
-    def __init__(self, storage: Storage, window: timedelta, now: datetime) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        window: timedelta,
+        now: datetime,
+        max_entries: int | None = None,
+    ) -> None:
+        """``max_entries``: the most entries held (see ``Matcher``); None for no bound."""
         self.storage = storage
         self.window = window
+        self.max_entries = max_entries
         self._lock = threading.Lock()
         self._generation = 0
         self._load(now)
@@ -122,7 +130,7 @@ class LocalStoryIndex:
         # deduplicated).
         _, seq = storage.entries_after(_NEWEST_ONLY)
         corrections = storage.corrections()
-        matcher = Matcher(window=self.window)
+        matcher = Matcher(window=self.window, max_entries=self.max_entries)
         for correction in corrections:
             if correction.kind == "merge":
                 matcher.merge(correction.target_story_id, correction.story_id)
@@ -212,9 +220,16 @@ class StoryIndexProcess:
     once.
     """
 
-    def __init__(self, storage_url: str, window: timedelta, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        storage_url: str,
+        window: timedelta,
+        clock: Callable[[], datetime],
+        max_entries: int | None = None,
+    ) -> None:
         self.storage_url = storage_url
         self.window = window
+        self.max_entries = max_entries
         self.clock = clock
         self._send_lock = threading.Lock()  # one message on the pipe at a time, in order
         self._restart_lock = threading.Lock()
@@ -240,7 +255,14 @@ class StoryIndexProcess:
         ours, theirs = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_serve,
-            args=(theirs, self.storage_url, self.window, self.clock(), os.getpid()),
+            args=(
+                theirs,
+                self.storage_url,
+                self.window,
+                self.max_entries,
+                self.clock(),
+                os.getpid(),
+            ),
             name="aggregator-index",
             daemon=True,
         )
@@ -391,7 +413,12 @@ def _unpack(answer: tuple[str, Any, int]) -> Any:
 
 
 def _serve(
-    conn: Connection, storage_url: str, window: timedelta, now: datetime, parent: int
+    conn: Connection,
+    storage_url: str,
+    window: timedelta,
+    max_entries: int | None,
+    now: datetime,
+    parent: int,
 ) -> None:
     """The child's loop: load the index, then answer calls until told to stop.
 
@@ -407,7 +434,7 @@ def _serve(
     storage: Storage | None = None
     try:
         storage = open_storage(storage_url)
-        index = LocalStoryIndex(storage, window, now)
+        index = LocalStoryIndex(storage, window, now, max_entries)
     except StorageError as exc:
         conn.send(("storage_error", str(exc), 0))
         if storage is not None:

@@ -130,6 +130,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
               min_interval: 1m
               max_interval: 2d
               match_window: 1d12h
+              match_max_entries: 50000
               listen: "[::1]:9000"
               user_agent: "news-bot/2 (+https://example.org)"
               max_stories: 50
@@ -158,6 +159,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
         min_interval=timedelta(minutes=1),
         max_interval=timedelta(days=2),
         match_window=timedelta(hours=36),
+        match_max_entries=50_000,
         listen_host="::1",
         listen_port=9000,
         user_agent="news-bot/2 (+https://example.org)",
@@ -295,8 +297,9 @@ ERROR_CASES = {
     "unknown key without a close match": (
         "settings:\n  colour: blue\nfeeds: []\n",
         "feeds.yml:2: settings.colour: unknown key 'colour' (known keys: storage, output, "
-        "interval, min_interval, max_interval, match_window, listen, user_agent, max_stories, "
-        "concurrency, per_host, timeout, deadline, max_bytes, allow_networks)",
+        "interval, min_interval, max_interval, match_window, match_max_entries, listen, "
+        "user_agent, max_stories, concurrency, per_host, timeout, deadline, max_bytes, "
+        "allow_networks)",
     ),
     "wrong type: text for int": (
         "feeds:\n  - url: https://a.example/\n    priority: high\n",
@@ -326,6 +329,10 @@ ERROR_CASES = {
     "too small": (
         "settings:\n  max_stories: 0\nfeeds: []\n",
         "feeds.yml:2: settings.max_stories: 0 is too small; it must be at least 1",
+    ),
+    "no entries for matching": (
+        "settings:\n  match_max_entries: 0\nfeeds: []\n",
+        "feeds.yml:2: settings.match_max_entries: 0 is too small; it must be at least 1",
     ),
     "bad cidr": (
         "settings:\n  allow_networks:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\nfeeds: []\n",

@@ -293,6 +293,41 @@ def test_entry_outside_window_does_not_join_without_expire() -> None:
     assert matcher.assign(later).story_id != old
 
 
+TOPICS = (
+    "Apple unveils new iPhone at Cupertino event",
+    "Storm floods coastal towns in southern Brazil",
+    "Central bank raises interest rates by half a point",
+    "Chess champion wins world title in Dubai",
+)
+
+
+def test_a_full_index_drops_the_stories_updated_longest_ago() -> None:
+    matcher = Matcher(window=timedelta(days=30), max_entries=3)
+    apple, storm, bank, chess = (
+        matcher.assign(entry("a.com", f"a{n}", title, ANKARA + timedelta(hours=n))).story_id
+        for n, title in enumerate(TOPICS)
+    )
+    # Four entries for a bound of three: the story updated longest ago (Apple) left.
+    assert matcher.entries == 3
+    assert set(matcher.stories) == {storm, bank, chess}
+    # The storm takes a new report: it is now the story updated last but one...
+    update = entry("b.com", "b1", "Storm floods coastal towns across southern Brazil", ANKARA)
+    joined = matcher.assign(replace_time(update, ANKARA + timedelta(hours=4)))
+    assert joined.story_id == storm and not joined.new_story
+    # ...so the central bank, not the storm, made room for it.
+    assert set(matcher.stories) == {storm, chess}
+    assert matcher.entries == 3
+    # A late report of the dropped story starts a story of its own, as after expiry.
+    late = matcher.assign(entry("b.com", "b2", TOPICS[0], ANKARA + timedelta(hours=5)))
+    assert late.new_story and late.story_id != apple
+    assert set(matcher.stories) == {storm, late.story_id}
+
+
+def test_the_entry_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_entries must be positive"):
+        Matcher(max_entries=0)
+
+
 def replace_time(e: Entry, when: datetime) -> Entry:
     return entry(e.feed_url.split("/")[2], e.entry_id, e.title, when, e.summary, e.url)
 

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +37,8 @@ ANKARA_THIRD = "Ankara talks: Putin, Erdogan agree on faster S-400 missile syste
 # Long enough for the next feed's matching (milliseconds) to finish while the refusal waits.
 REFUSAL_DELAY_S = 0.5
 OTHER = "Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks"
+QUAKE = "Earthquake of magnitude 6 shakes central Chile; no damage is reported"
+OTHER_AGAIN = "Lisbon streets flooded by heavy rain as the river Tagus bursts its banks"
 
 
 def entry(feed: str, entry_id: str, title: str) -> Entry:
@@ -84,10 +87,10 @@ def storage(tmp_path: Path) -> Iterator[SqlStorage]:
         opened.close()
 
 
-def make_index(kind: str, storage: SqlStorage) -> StoryIndex:
+def make_index(kind: str, storage: SqlStorage, max_entries: int | None = None) -> StoryIndex:
     if kind == "local":
-        return LocalStoryIndex(storage, WINDOW, NOW)
-    return StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+        return LocalStoryIndex(storage, WINDOW, NOW, max_entries)
+    return StoryIndexProcess(storage.url, WINDOW, lambda: NOW, max_entries)
 
 
 @pytest.fixture(params=["local", "process"])
@@ -267,3 +270,30 @@ async def test_after_a_refused_store_the_next_feed_is_matched_again(
     third = updater.index.match(feats(entry("ap", "1", ANKARA_THIRD)), [])
     assert third.assignments[0].story_id == story
     updater.index.close()
+
+
+def test_an_index_with_an_entry_bound_loads_the_newest_stories_only(
+    kind: str, storage: SqlStorage
+) -> None:
+    lisbon = replace(entry("afp", "3", OTHER), published=NOW - timedelta(hours=3))
+    quake = replace(entry("afp", "2", QUAKE), published=NOW - timedelta(hours=2))
+    ankara = entry("afp", "1", ANKARA)  # an hour ago
+    index = make_index(kind, storage)
+    try:
+        store(storage, [lisbon, quake, ankara], index.match(feats(lisbon, quake, ankara), []))
+    finally:
+        index.close()
+    ankara_again = entry("tass", "1", ANKARA_AGAIN)
+    lisbon_again = replace(entry("tass", "3", OTHER_AGAIN), published=NOW)
+
+    def joined(max_entries: int | None) -> list[bool]:
+        index = make_index(kind, storage, max_entries)
+        try:
+            matched = index.match(feats(ankara_again, lisbon_again), [])
+        finally:
+            index.close()
+        return [not a.new_story for a in matched.assignments]
+
+    assert joined(None) == [True, True]
+    # Room for two entries: the Lisbon story, updated longest ago, was not loaded.
+    assert joined(2) == [True, False]

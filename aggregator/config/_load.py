@@ -143,6 +143,7 @@ def _settings(raw: SettingsModel, base: Path) -> Settings:
         min_interval=raw.min_interval,
         max_interval=raw.max_interval,
         match_window=raw.match_window,
+        match_max_entries=raw.match_max_entries,
         listen_host=host,
         listen_port=port,
         user_agent=raw.user_agent,

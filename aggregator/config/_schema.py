@@ -101,6 +101,7 @@ class SettingsModel(BaseModel):
     min_interval: Duration = d.DEFAULT_MIN_INTERVAL
     max_interval: Duration = d.DEFAULT_MAX_INTERVAL
     match_window: Duration = d.DEFAULT_MATCH_WINDOW
+    match_max_entries: AtLeastOne = d.DEFAULT_MATCH_MAX_ENTRIES
     listen: Listen = (d.DEFAULT_LISTEN_HOST, d.DEFAULT_LISTEN_PORT)
     user_agent: Annotated[str, AfterValidator(_user_agent)] = USER_AGENT
     max_stories: AtLeastOne = d.DEFAULT_MAX_STORIES

@@ -33,6 +33,10 @@ DEFAULT_MAX_INTERVAL = timedelta(hours=24)
 # Outlets report the same event within a day or two; an entry older than this is not matched
 # into a story (later developments become new stories).
 DEFAULT_MATCH_WINDOW = timedelta(hours=48)
+# The most entries the match index holds (about 5 KB of memory each, so ~1 GB): a few hundred
+# feeds never reach it in 48 hours; at 10,000 busy feeds the stories updated longest ago leave
+# the index early, and memory stays bounded instead of growing with the number of feeds.
+DEFAULT_MATCH_MAX_ENTRIES = 200_000
 # Loopback only: serving beyond this machine is a deliberate choice made in feeds.yml.
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
@@ -67,6 +71,7 @@ class Settings:
     min_interval: timedelta = DEFAULT_MIN_INTERVAL
     max_interval: timedelta = DEFAULT_MAX_INTERVAL
     match_window: timedelta = DEFAULT_MATCH_WINDOW
+    match_max_entries: int = DEFAULT_MATCH_MAX_ENTRIES
     listen_host: str = DEFAULT_LISTEN_HOST
     listen_port: int = DEFAULT_LISTEN_PORT
     user_agent: str = USER_AGENT

@@ -65,10 +65,16 @@ class Matcher:
         window: timedelta = timedelta(hours=48),
         config: MatchConfig | None = None,
         embedder: Embedder | None = None,
+        max_entries: int | None = None,
     ) -> None:
         """``embedder`` (optional, see ``semantic.py``) adds the sentence-embedding signal; without
-        ``config`` it then uses :func:`~aggregator.match.semantic.semantic_config`."""
+        ``config`` it then uses :func:`~aggregator.match.semantic.semantic_config`.
+        ``max_entries``: the most entries the index holds; past it, the stories updated longest
+        ago leave the index early, as if their window had ended (None: no bound)."""
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be positive, not {max_entries!r}")
         self.window = window
+        self.max_entries = max_entries
         self.semantic = SemanticState(embedder) if embedder is not None else None
         if config is None:
             config = semantic_config() if embedder is not None else MatchConfig()
@@ -96,6 +102,7 @@ class Matcher:
     def add_known(self, entry: Entry, story_id: str) -> None:
         """Put a stored entry back into the index under its stored story (start-up rebuild)."""
         self._add(features(entry), self._resolve(story_id))
+        self._keep_within_cap()
 
     def assign(self, entry: Entry, feats: Features | None = None) -> Assignment:
         """Decide which story ``entry`` belongs to, add it there and return the decision.
@@ -107,7 +114,11 @@ class Matcher:
 
     def assign_features(self, feats: Features) -> Assignment:
         """:meth:`assign` given the entry's features (all the matcher looks at)."""
-        feats = shared_terms(feats)
+        assignment = self._assign(shared_terms(feats))
+        self._keep_within_cap()
+        return assignment
+
+    def _assign(self, feats: Features) -> Assignment:
         decision = self.decide(feats)
         if decision.story_id is None:
             decision = self._link_entry(feats, decision)
@@ -156,6 +167,26 @@ class Matcher:
             story = self.stories.get(story_id)
             # A story whose newest entry is later was pushed again when that entry joined.
             if story is not None and _older(story, horizon):
+                for key in list(story.members):
+                    self._remove(key, story_id)
+
+    @property
+    def entries(self) -> int:
+        """Number of entries in the index."""
+        return len(self._entry_story)
+
+    def _keep_within_cap(self) -> None:
+        """Drop the stories updated longest ago while the index holds more than
+        ``max_entries`` entries: memory stays bounded however many feeds post in the window."""
+        cap = self.max_entries
+        if cap is None or len(self._entry_story) <= cap:
+            return
+        queue = self._by_newest
+        while len(self._entry_story) > cap and queue:
+            newest, story_id = heapq.heappop(queue)
+            story = self.stories.get(story_id)
+            # A story whose newest entry is later was pushed again when that entry joined.
+            if story is not None and story.newest == newest:
                 for key in list(story.members):
                     self._remove(key, story_id)
 
