@@ -135,6 +135,8 @@ class LocalStoryIndex:
             if correction.kind == "merge":
                 matcher.merge(correction.target_story_id, correction.story_id)
         since, after = now - self.window, None
+        if self.max_entries is not None:
+            since = storage.window_start(since, self.max_entries)
         while page := storage.window_page(since, after, LOAD_PAGE):
             for entry, story_id in page:
                 matcher.add_known(entry, story_id)

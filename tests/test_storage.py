@@ -388,6 +388,22 @@ def test_window_page_reads_the_window_page_by_page_in_key_order(store: SqlStorag
     assert store.window_page(since, None, 10)[1][0] == same_time[1]  # the whole entry
 
 
+def test_window_start_is_where_the_newest_entries_begin(store: SqlStorage) -> None:
+    setup_feeds(store)
+    times = [T0 - timedelta(hours=h) for h in (3, 2, 2, 1)]
+    items = [entry(FEED_A, f"a{n}", published=when) for n, when in enumerate(times)]
+    store.store_refresh(
+        FeedRefresh(FEED_A, ok_state(), tuple(new(e, f"s{n}") for n, e in enumerate(items)))
+    )
+    since = T0 - timedelta(days=1)
+    assert store.window_start(since, 1) == T0 - timedelta(hours=1)
+    assert store.window_start(since, 2) == T0 - timedelta(hours=2)
+    assert store.window_start(since, 3) == T0 - timedelta(hours=2)  # ties: both are kept
+    assert store.window_start(since, 4) == T0 - timedelta(hours=3)
+    assert store.window_start(since, 5) == since  # fewer entries than the bound
+    assert store.window_start(T0 - timedelta(minutes=90), 2) == T0 - timedelta(minutes=90)
+
+
 def test_entries_since_names_feeds_and_orders_oldest_first(store: SqlStorage) -> None:
     setup_feeds(store)
     store.store_refresh(

@@ -56,6 +56,11 @@ class Storage(Protocol):
         Used to rebuild the matcher's index of the time window at start-up.
         """
 
+    def window_start(self, since: datetime, max_entries: int) -> datetime:
+        """``since``, or the publication time of the ``max_entries``-th newest entry published
+        since then when there are more: where a match index bounded to ``max_entries``
+        starts loading, rather than reading entries it would drop at once."""
+
     def window_page(
         self, since: datetime, after: tuple[datetime, str, str] | None, limit: int
     ) -> list[tuple[Entry, str]]:

@@ -151,6 +151,21 @@ def entries_since(conn: Connection, since: datetime) -> list[StoredEntry]:
     return _stored_entries(conn, entries.c.published >= since, entries.c.published)
 
 
+def window_start(conn: Connection, since: datetime, max_entries: int) -> datetime:
+    """``since``, or later when more than ``max_entries`` linked entries were published since
+    then: the publication time of the ``max_entries``-th newest."""
+    stmt = (
+        select(entries.c.published)
+        .select_from(_LINKED_ENTRIES)
+        .where(entries.c.published >= since)
+        .order_by(entries.c.published.desc())
+        .offset(max_entries - 1)
+        .limit(1)
+    )
+    start: datetime | None = conn.execute(stmt).scalar()
+    return since if start is None else start
+
+
 def window_page(
     conn: Connection, since: datetime, after: tuple[datetime, str, str] | None, limit: int
 ) -> list[tuple[Entry, str]]:

@@ -216,6 +216,11 @@ class SqlStorage:
         with self._tx("entries_since", write=False) as conn:
             return queries.entries_since(conn, since)
 
+    def window_start(self, since: datetime, max_entries: int) -> datetime:
+        """Where the newest ``max_entries`` entries published since ``since`` begin."""
+        with self._tx("window_start", write=False) as conn:
+            return queries.window_start(conn, since, max_entries)
+
     def window_page(
         self, since: datetime, after: tuple[datetime, str, str] | None, limit: int
     ) -> list[tuple[Entry, str]]:
