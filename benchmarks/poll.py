@@ -33,11 +33,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aggregator.config import Config, Settings
-from aggregator.runtime import open_runtime
-from aggregator.types import FeedSpec
 from benchmarks.feedserver import FeedServer
+
+if TYPE_CHECKING:
+    from aggregator.config import Config
+
+# The service's own modules are imported inside the functions that use them: this is the main
+# module, which every spawned worker process (parse workers, match index) imports again, so
+# importing the service here would make the workers measured heavier than the service's own.
 
 # Feeds in flight at once. Local answers take ~1 ms, so a few dozen keep the client busy;
 # more only adds queued sockets and bodies in memory.
@@ -135,6 +140,9 @@ class Cycle:
 
 def make_config(folder: Path, urls: Sequence[str], concurrency: int) -> Config:
     """A configuration polling ``urls`` on loopback into SQLite under ``folder``."""
+    from aggregator.config import Config, Settings
+    from aggregator.types import FeedSpec
+
     settings = Settings(
         storage_url=f"sqlite:///{folder / 'aggregator.db'}",
         output=folder / "out",
@@ -205,6 +213,8 @@ async def poll_cycles(
 ) -> tuple[Cycle, list[Cycle], tuple[float, float]]:
     """One first cycle and ``steady_runs`` steady cycles over a fresh storage in ``folder``,
     and the peak memory in MiB of the match index process and of the parse workers."""
+    from aggregator.runtime import open_runtime
+
     config = make_config(folder, server.urls(), concurrency)
     if prefilled:
         prefill(config, prefilled)

@@ -274,3 +274,17 @@ def test_feeds_yml_edits_apply_while_the_service_runs(
     listed = feeds_table()
     assert "Associated Press" in listed
     assert "TASS" not in listed  # a removed feed is no longer listed
+
+
+def test_the_command_entry_point_imports_nothing_heavy() -> None:
+    # Spawned workers run the main script again: its imports are paid by every worker.
+    script = (
+        "import sys\n"
+        "from aggregator.entry import main\n"
+        "heavy = {'aggregator.cli', 'typer', 'rich', 'starlette', 'httpx', 'sqlalchemy'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
