@@ -94,6 +94,12 @@ class StoryIndex(Protocol):
     def catch_up(self) -> None:
         """Take in the entries other processes stored since the last look."""
 
+    def mark_caught_up(self) -> None:
+        """Count every entry stored so far as seen. Call it under the matching lock right after
+        this process stored what it matched: the index holds those entries already, and the
+        next ``catch_up`` must not read them back (it would re-add each one, at the cost of
+        matching it again, and move it to the end of its story)."""
+
     def rebuild(self, now: datetime) -> None:
         """Load the index again from storage (a new generation)."""
 
@@ -192,6 +198,10 @@ class LocalStoryIndex:
                     matcher.add_known(item.entry, item.story_id)
                 else:
                     matcher.update_entry(item.entry)
+
+    def mark_caught_up(self) -> None:
+        with self._lock:
+            _, self._seq = self.storage.entries_after(_NEWEST_ONLY)
 
     def rebuild(self, now: datetime) -> None:
         with self._lock:
@@ -376,6 +386,9 @@ class StoryIndexProcess:
 
     def catch_up(self) -> None:
         self._call("catch_up")
+
+    def mark_caught_up(self) -> None:
+        self._call("mark_caught_up")
 
     def rebuild(self, now: datetime) -> None:
         self._call("rebuild", now)

@@ -283,11 +283,15 @@ class Updater:
         """Match and store under the database-wide matching lock. With PostgreSQL, first
         catch up with what other workers stored and merged, so two workers never open two
         stories for one event."""
+        shared = self.storage.dialect != "sqlite"
         with self.storage.matching_lock():
-            if self.storage.dialect != "sqlite":
+            if shared:
                 self.index.catch_up()
                 self.index.apply_corrections(self.clock())
-            return self._store(self._match(feed, parsed, state)).changes
+            changes = self._store(self._match(feed, parsed, state)).changes
+            if shared:
+                self.index.mark_caught_up()  # what was just stored is in the index already
+            return changes
 
     def _match(self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate) -> _Prepared:
         """Decide which entries are new or changed and match them (in a worker thread)."""

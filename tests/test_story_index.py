@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pg import throwaway_database
 
 from aggregator.exceptions import StorageError
 from aggregator.fetch import Fetcher
+from aggregator.match.matcher import Matcher
 from aggregator.match.text import Features, features
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.story_index import (
@@ -38,6 +40,18 @@ ANKARA_THIRD = "Ankara talks: Putin, Erdogan agree on faster S-400 missile syste
 REFUSAL_DELAY_S = 0.5
 OTHER = "Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks"
 QUAKE = "Earthquake of magnitude 6 shakes central Chile; no damage is reported"
+OTHER_REPORT = Entry(
+    feed_url="https://afp.example/rss",
+    entry_id="9",
+    title="Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks",
+    summary="",
+    url="https://afp.example/9",
+    link="https://afp.example/9",
+    published=NOW - timedelta(hours=1),
+    updated=None,
+    first_seen=NOW,
+    content_hash="afp-9",
+)
 OTHER_AGAIN = "Lisbon streets flooded by heavy rain as the river Tagus bursts its banks"
 
 
@@ -297,3 +311,47 @@ def test_an_index_with_an_entry_bound_loads_the_newest_stories_only(
     assert joined(None) == [True, True]
     # Room for two entries: the Lisbon story, updated longest ago, was not loaded.
     assert joined(2) == [True, False]
+
+
+async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[Matcher, str, tuple[str, str]]] = []
+    add_known, update_entry = Matcher.add_known, Matcher.update_entry
+
+    def counted_add(self: Matcher, item: Entry, story_id: str) -> None:
+        calls.append((self, "add", item.key))
+        add_known(self, item, story_id)
+
+    def counted_update(self: Matcher, item: Entry) -> None:
+        calls.append((self, "update", item.key))
+        update_entry(self, item)
+
+    monkeypatch.setattr(Matcher, "add_known", counted_add)
+    monkeypatch.setattr(Matcher, "update_entry", counted_update)
+    first, second, third = (
+        entry("afp", "1", ANKARA),
+        entry("tass", "1", ANKARA_AGAIN),
+        entry("ap", "1", ANKARA_THIRD),
+    )
+    with throwaway_database() as url:
+        mine, theirs = open_storage(url), open_storage(url)
+        try:
+            me = Updater(mine, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
+            other = Updater(theirs, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
+            for updater, item in ((me, first), (me, OTHER_REPORT), (other, second), (me, third)):
+                changes = await updater._match_and_store(feed_of(item), parsed(item), STATE)
+                assert [e.key for e in changes.new] == [item.key]
+            stored = {s.entry.key: s.story_id for s in mine.entries_since(NOW - WINDOW)}
+            my_matcher = me.index._matcher  # type: ignore[attr-defined]
+        finally:
+            mine.close()
+            theirs.close()
+    # My index read back only the other worker's report, once, and never my own.
+    assert [(kind, key) for m, kind, key in calls if m is my_matcher] == [("add", second.key)]
+    # The other worker's index read back mine (two), which it had not seen.
+    assert [(kind, key) for m, kind, key in calls if m is not my_matcher] == [
+        ("add", first.key),
+        ("add", OTHER_REPORT.key),
+    ]
+    assert stored[first.key] == stored[second.key] == stored[third.key]
