@@ -1,14 +1,16 @@
 """Poll many feeds through the real pipeline and report how fast a cycle is.
 
     python -m benchmarks.poll [--feeds N] [--runs R] [--first-runs F] [--concurrency C]
-                              [--prefill M] [--smoke]
+                              [--prefill M] [--postgres URL] [--smoke]
 
 N synthetic feeds (``benchmarks.feedgen``) are served by ``benchmarks.feedserver`` on
 127.0.0.1. Each first run opens a fresh temporary SQLite storage with ``open_runtime`` and
 polls every feed once (everything new: fetch, parse, normalise, match, store), then runs R
 steady cycles (95 % of the feeds answer 304 or byte-identical bodies, 5 % carry two new
 entries) with ``Updater.refresh_many``. ``--prefill M`` first stores M old entries (outside
-the match window) so memory is measured against a database of realistic size.
+the match window) so memory is measured against a database of realistic size. ``--postgres
+URL`` stores in a fresh database created on that PostgreSQL server (and dropped afterwards)
+instead, where matching and storing run under the matching lock as with several workers.
 
 Reported per cycle: wall seconds, feeds/s, new entries/s, CPU seconds (this process and its
 worker processes, the feed server excluded) and peak RSS: this process's plus the peak of the
@@ -138,13 +140,16 @@ class Cycle:
         )
 
 
-def make_config(folder: Path, urls: Sequence[str], concurrency: int) -> Config:
-    """A configuration polling ``urls`` on loopback into SQLite under ``folder``."""
+def make_config(
+    folder: Path, urls: Sequence[str], concurrency: int, storage_url: str | None = None
+) -> Config:
+    """A configuration polling ``urls`` on loopback into ``storage_url`` (by default an SQLite
+    file under ``folder``)."""
     from aggregator.config import Config, Settings
     from aggregator.types import FeedSpec
 
     settings = Settings(
-        storage_url=f"sqlite:///{folder / 'aggregator.db'}",
+        storage_url=storage_url or f"sqlite:///{folder / 'aggregator.db'}",
         output=folder / "out",
         concurrency=concurrency,
         # Every benchmark feed lives on the same host; the per-host limit would serialise them.
@@ -209,13 +214,18 @@ def measured(exclude: Sequence[int]) -> Iterator[list[float]]:
 
 
 async def poll_cycles(
-    server: FeedServer, folder: Path, concurrency: int, steady_runs: int, prefilled: int
+    server: FeedServer,
+    folder: Path,
+    concurrency: int,
+    steady_runs: int,
+    prefilled: int,
+    storage_url: str | None = None,
 ) -> tuple[Cycle, list[Cycle], tuple[float, float]]:
     """One first cycle and ``steady_runs`` steady cycles over a fresh storage in ``folder``,
     and the peak memory in MiB of the match index process and of the parse workers."""
     from aggregator.runtime import open_runtime
 
-    config = make_config(folder, server.urls(), concurrency)
+    config = make_config(folder, server.urls(), concurrency, storage_url)
     if prefilled:
         prefill(config, prefilled)
     server.prepare(0)
@@ -243,16 +253,47 @@ async def poll_cycles(
     return first, steady, (index_rss, parse_rss)
 
 
-def run(feeds: int, runs: int, first_runs: int, concurrency: int, prefilled: int) -> str:
+@contextmanager
+def fresh_database(server: str | None) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database on ``server`` (a ``postgresql://`` URL of any database
+    there), dropped afterwards; None when ``server`` is None (SQLite)."""
+    if server is None:
+        yield None
+        return
+    import psycopg
+    from psycopg import sql
+
+    name = f"bench_poll_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield server.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def run(
+    feeds: int,
+    runs: int,
+    first_runs: int,
+    concurrency: int,
+    prefilled: int,
+    postgres: str | None = None,
+) -> str:
     """Run the benchmark, print the table, return the summary line."""
     firsts: list[Cycle] = []
     steadies: list[Cycle] = []
     index_rss = parse_rss = 0.0
     with FeedServer(feeds) as server:
         for _ in range(first_runs):
-            with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
+            with (
+                tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp,
+                fresh_database(postgres) as storage_url,
+            ):
                 first, steady, (index, parse) = asyncio.run(
-                    poll_cycles(server, Path(tmp), concurrency, runs, prefilled)
+                    poll_cycles(server, Path(tmp), concurrency, runs, prefilled, storage_url)
                 )
             index_rss, parse_rss = max(index_rss, index), max(parse_rss, parse)
             print(first.line("first"), flush=True)
@@ -291,11 +332,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-runs", type=int, default=1, help="fresh databases")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--prefill", type=int, default=0, help="old entries stored first")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="store in a fresh database on this PostgreSQL server (e.g. "
+        "postgresql://postgres@127.0.0.1/postgres) instead of SQLite",
+    )
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_FEEDS} feeds, 1 run")
     args = parser.parse_args(argv)
     if args.smoke:
         args.feeds, args.runs, args.first_runs = SMOKE_FEEDS, 1, 1
-    print(run(args.feeds, args.runs, args.first_runs, args.concurrency, args.prefill))
+    print(
+        run(args.feeds, args.runs, args.first_runs, args.concurrency, args.prefill, args.postgres)
+    )
     return 0
 
 
