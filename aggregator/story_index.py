@@ -50,7 +50,7 @@ log = logging.getLogger("aggregator.index")
 
 # Larger than any store sequence number: asking for entries after it returns none, only the
 # newest sequence number.
-_NEWEST_ONLY = 2**62
+NEWEST_ONLY = 2**62
 
 # Entries read per query when loading the window: the whole window at once (a list of every
 # entry, 100,000 of them at 2,000 feeds) took more memory than the index it builds.
@@ -94,11 +94,14 @@ class StoryIndex(Protocol):
     def catch_up(self) -> None:
         """Take in the entries other processes stored since the last look."""
 
-    def mark_caught_up(self) -> None:
-        """Count every entry stored so far as seen. Call it under the matching lock right after
-        this process stored what it matched: the index holds those entries already, and the
-        next ``catch_up`` must not read them back (it would re-add each one, at the cost of
-        matching it again, and move it to the end of its story)."""
+    def mark_caught_up(self, seq: int) -> None:
+        """Count the entries stored up to store sequence ``seq`` as seen: the newest one, read
+        by the worker under the matching lock right after it stored what this index matched.
+        The index holds those entries already; the next ``catch_up`` must not read them back
+        (it would re-add each one, at the cost of matching it again, and move it to the end
+        of its story). The index cannot read ``seq`` itself: it reads through a connection of
+        its own, which sees the worker's writes only once the matching lock's transaction
+        commits, and by then another worker may have stored more."""
 
     def rebuild(self, now: datetime) -> None:
         """Load the index again from storage (a new generation)."""
@@ -134,7 +137,7 @@ class LocalStoryIndex:
         storage = self.storage
         # Read the sequence first: anything stored meanwhile is caught up later (and
         # deduplicated).
-        _, seq = storage.entries_after(_NEWEST_ONLY)
+        _, seq = storage.entries_after(NEWEST_ONLY)
         corrections = storage.corrections()
         matcher = Matcher(window=self.window, max_entries=self.max_entries)
         for correction in corrections:
@@ -199,9 +202,9 @@ class LocalStoryIndex:
                 else:
                     matcher.update_entry(item.entry)
 
-    def mark_caught_up(self) -> None:
+    def mark_caught_up(self, seq: int) -> None:
         with self._lock:
-            _, self._seq = self.storage.entries_after(_NEWEST_ONLY)
+            self._seq = max(self._seq, seq)
 
     def rebuild(self, now: datetime) -> None:
         with self._lock:
@@ -387,8 +390,8 @@ class StoryIndexProcess:
     def catch_up(self) -> None:
         self._call("catch_up")
 
-    def mark_caught_up(self) -> None:
-        self._call("mark_caught_up")
+    def mark_caught_up(self, seq: int) -> None:
+        self._call("mark_caught_up", seq)
 
     def rebuild(self, now: datetime) -> None:
         self._call("rebuild", now)

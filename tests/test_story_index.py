@@ -335,18 +335,21 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
         entry("ap", "1", ANKARA_THIRD),
     )
     with throwaway_database() as url:
-        mine, theirs = open_storage(url), open_storage(url)
+        # Each index reads through a connection of its own, as the index process does: it
+        # cannot see what its worker stored until the matching lock's transaction commits.
+        mine, theirs, my_reads = open_storage(url), open_storage(url), open_storage(url)
         try:
-            me = Updater(mine, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
+            my_index = LocalStoryIndex(my_reads, WINDOW, NOW)
+            me = Updater(mine, Fetcher(), match_window=WINDOW, index=my_index, clock=lambda: NOW)
             other = Updater(theirs, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
             for updater, item in ((me, first), (me, OTHER_REPORT), (other, second), (me, third)):
                 changes = await updater._match_and_store(feed_of(item), parsed(item), STATE)
                 assert [e.key for e in changes.new] == [item.key]
             stored = {s.entry.key: s.story_id for s in mine.entries_since(NOW - WINDOW)}
-            my_matcher = me.index._matcher  # type: ignore[attr-defined]
+            my_matcher = my_index._matcher
         finally:
-            mine.close()
-            theirs.close()
+            for opened in (mine, theirs, my_reads):
+                opened.close()
     # My index read back only the other worker's report, once, and never my own.
     assert [(kind, key) for m, kind, key in calls if m is my_matcher] == [("add", second.key)]
     # The other worker's index read back mine (two), which it had not seen.
