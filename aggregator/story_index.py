@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from aggregator.exceptions import StorageError
+from aggregator.exceptions import AggregatorError, StorageError
 from aggregator.match import Matcher
 from aggregator.match.text import Features
 from aggregator.storage.base import Storage
@@ -218,8 +218,9 @@ class LocalStoryIndex:
         pass
 
 
-class IndexDied(Exception):
-    """The index process died with this call pending; the next call starts a fresh one."""
+class IndexDied(AggregatorError):
+    """The index process died with this call pending (the next call starts a fresh one), or
+    while loading the index."""
 
 
 class StoryIndexProcess:
@@ -286,7 +287,14 @@ class StoryIndexProcess:
         self._process = process
         self._child_generation = 0
         try:
-            _unpack(ours.recv())  # "ready" once the index is loaded, or what stopped it
+            try:
+                _unpack(ours.recv())  # "ready" once the index is loaded, or what stopped it
+            except EOFError:
+                process.join()
+                raise IndexDied(
+                    "the match index process exited while loading the index"
+                    f" (exit code {process.exitcode}; see its error above)"
+                ) from None
         except BaseException:
             ours.close()
             self._process = None

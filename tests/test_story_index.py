@@ -358,3 +358,9 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
         ("add", OTHER_REPORT.key),
     ]
     assert stored[first.key] == stored[second.key] == stored[third.key]
+
+
+def test_an_index_process_that_dies_while_loading_says_so(storage: SqlStorage) -> None:
+    # The child exits before it can answer: its window start is not a time it can subtract.
+    with pytest.raises(IndexDied, match=r"exited while loading the index \(exit code 1;"):
+        StoryIndexProcess(storage.url, "not a duration", lambda: NOW)  # type: ignore[arg-type]
