@@ -40,18 +40,6 @@ ANKARA_THIRD = "Ankara talks: Putin, Erdogan agree on faster S-400 missile syste
 REFUSAL_DELAY_S = 0.5
 OTHER = "Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks"
 QUAKE = "Earthquake of magnitude 6 shakes central Chile; no damage is reported"
-OTHER_REPORT = Entry(
-    feed_url="https://afp.example/rss",
-    entry_id="9",
-    title="Heavy rain floods the streets of Lisbon as the river Tagus bursts its banks",
-    summary="",
-    url="https://afp.example/9",
-    link="https://afp.example/9",
-    published=NOW - timedelta(hours=1),
-    updated=None,
-    first_seen=NOW,
-    content_hash="afp-9",
-)
 OTHER_AGAIN = "Lisbon streets flooded by heavy rain as the river Tagus bursts its banks"
 
 
@@ -334,6 +322,7 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
         entry("tass", "1", ANKARA_AGAIN),
         entry("ap", "1", ANKARA_THIRD),
     )
+    lisbon = entry("afp", "9", OTHER)
     with throwaway_database() as url:
         # Each index reads through a connection of its own, as the index process does: it
         # cannot see what its worker stored until the matching lock's transaction commits.
@@ -342,7 +331,7 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
             my_index = LocalStoryIndex(my_reads, WINDOW, NOW)
             me = Updater(mine, Fetcher(), match_window=WINDOW, index=my_index, clock=lambda: NOW)
             other = Updater(theirs, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
-            for updater, item in ((me, first), (me, OTHER_REPORT), (other, second), (me, third)):
+            for updater, item in ((me, first), (me, lisbon), (other, second), (me, third)):
                 changes = await updater._match_and_store(feed_of(item), parsed(item), STATE)
                 assert [e.key for e in changes.new] == [item.key]
             stored = {s.entry.key: s.story_id for s in mine.entries_since(NOW - WINDOW)}
@@ -355,7 +344,7 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
     # The other worker's index read back mine (two), which it had not seen.
     assert [(kind, key) for m, kind, key in calls if m is not my_matcher] == [
         ("add", first.key),
-        ("add", OTHER_REPORT.key),
+        ("add", lisbon.key),
     ]
     assert stored[first.key] == stored[second.key] == stored[third.key]
 
