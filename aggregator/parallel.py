@@ -2,14 +2,14 @@
 
 feedparser is pure Python (about 1.5 ms of CPU per entry with sanitising on): in a thread it
 holds the GIL and stalls fetching, matching and storing of every other feed. ``ParsePool`` runs
-``parse_feed`` + ``normalise_entry`` in a ``ProcessPoolExecutor`` and hands back the frozen
-records (``ParsedFeed`` and ``Entry`` tuples pickle cheaply), so only the bytes go out and only
-typed records come back. The workers also extract each entry's matching features
-(``match.text.features``, a pure function of the entry and ~90 us of CPU each), which the
-matcher would otherwise compute on the one core it shares with fetching and storing.
+``parse_feed`` + ``normalise_entry`` in a ``ProcessPoolExecutor`` and hands back a ``Parsed``
+record of frozen records, so only the bytes go out and only what the updater reads comes back.
+The workers also extract each entry's matching features (``match.text.features``, a pure
+function of the entry and ~90 us of CPU each), which the matcher would otherwise compute on the
+one core it shares with fetching and storing.
 
     async with ParsePool() as pool:
-        parsed, entries, feats = await pool.parse(content, headers, final_url, feed_url, now)
+        parsed = await pool.parse(content, headers, final_url, feed_url, now)
 
 A ``ParseError`` raised in a worker is raised again here with the same URL and message (the
 worker sends the two fields back: ``FeedError`` does not survive pickling as itself).
@@ -28,14 +28,15 @@ import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import TracebackType
 
 from aggregator.exceptions import ParseError
 from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
-from aggregator.types import Entry, ParsedFeed
+from aggregator.types import Entry
 
 __all__ = ["ParsePool", "Parsed", "default_workers", "exit_with_parent", "parse_and_normalise"]
 
@@ -52,7 +53,22 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-Parsed = tuple[ParsedFeed, tuple[Entry, ...], tuple[Features, ...]]
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed and normalised document: only what the updater reads of it.
+
+    The parser's own entries (HTML content and all, about half of a news feed's size) stay in
+    the worker: sending them back cost the service's main process more to receive than
+    anything it did with them.
+    """
+
+    title: str | None
+    ttl: timedelta | None
+    # The dates the entries themselves give (undated entries left out): the posting rate.
+    dated: tuple[datetime, ...]
+    entries: tuple[Entry, ...]
+    # Each entry's matching features, in the same order.
+    features: tuple[Features, ...]
 
 
 def parse_and_normalise(
@@ -62,7 +78,9 @@ def parse_and_normalise(
     extract their matching features (one per entry, in the same order)."""
     parsed = parse_feed(content, headers, final_url)
     entries = tuple(normalise_entry(e, feed_url, now) for e in parsed.entries)
-    return parsed, entries, tuple(features(e) for e in entries)
+    dated = tuple(e.published for e in parsed.entries if e.published is not None)
+    feats = tuple(features(e) for e in entries)
+    return Parsed(parsed.title, parsed.ttl, dated, entries, feats)
 
 
 _Outcome = Parsed | tuple[str, str]
@@ -162,7 +180,7 @@ class ParsePool:
                 if attempt == 2:
                     raise ParseError(final_url, "the parser process died on this document") from exc
                 continue
-            if len(outcome) == 2:
+            if isinstance(outcome, tuple):
                 url, message = outcome
                 raise ParseError(url, message)
             return outcome

@@ -41,19 +41,17 @@ from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.match.text import Features
 from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
-from aggregator.parallel import ParsePool, parse_and_normalise
+from aggregator.parallel import Parsed, ParsePool, parse_and_normalise
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
 from aggregator.storage import shared_between_processes
 from aggregator.storage.base import Storage
 from aggregator.story_index import NEWEST_ONLY, IndexDied, LocalStoryIndex, Matched, StoryIndex
 from aggregator.types import (
-    Entry,
     FeedRefresh,
     FeedState,
     FeedStateUpdate,
     FetchResult,
-    ParsedFeed,
 )
 from aggregator.writer import STATE_BATCH_MAX, StorageWriter
 
@@ -104,7 +102,7 @@ class _Prepared:
     in; with what it was made from, to match it again if that generation is gone."""
 
     feed: FeedState
-    parsed: _Parsed
+    parsed: Parsed
     state: FeedStateUpdate
     changes: EntryChanges
     refresh: FeedRefresh | None  # None: not matched (the index process died meanwhile)
@@ -113,7 +111,7 @@ class _Prepared:
 
 def _prepared(
     feed: FeedState,
-    parsed: _Parsed,
+    parsed: Parsed,
     state: FeedStateUpdate,
     changes: EntryChanges,
     matched: Matched,
@@ -126,14 +124,6 @@ def _prepared(
         matched.merges,
     )
     return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    feed: ParsedFeed
-    entries: tuple[Entry, ...]
-    # Each entry's matching features, extracted beside the parsing (see parallel.py).
-    features: tuple[Features, ...]
 
 
 def body_hash(content: bytes) -> str:
@@ -230,28 +220,25 @@ class Updater:
             _since(started),
         )
 
-    async def _parse(self, result: FetchResult, feed_url: str, now: datetime) -> _Parsed:
+    async def _parse(self, result: FetchResult, feed_url: str, now: datetime) -> Parsed:
         """Parse and normalise in the process pool when there is one (feedparser is pure
         Python: in a thread it would hold the GIL and stall every other feed)."""
         args = (result.content or b"", result.headers, result.final_url, feed_url, now)
         if self.parse_pool is None:
-            document, entries, feats = await asyncio.to_thread(parse_and_normalise, *args)
-        else:
-            document, entries, feats = await self.parse_pool.parse(*args)
-        return _Parsed(document, entries, feats)
+            return await asyncio.to_thread(parse_and_normalise, *args)
+        return await self.parse_pool.parse(*args)
 
     def _success_state(
-        self, feed: FeedState, result: FetchResult, now: datetime, parsed: _Parsed | None
+        self, feed: FeedState, result: FetchResult, now: datetime, parsed: Parsed | None
     ) -> FeedStateUpdate:
         interval = None
         ttl_floor = None
         if parsed is not None:
-            dated = [e.published for e in parsed.feed.entries if e.published is not None]
             interval = adaptive_interval(
-                dated, now, feed.interval, self.policy.min_interval, self.policy.max_interval
+                parsed.dated, now, feed.interval, self.policy.min_interval, self.policy.max_interval
             )
-            if parsed.feed.ttl is not None:
-                ttl_floor = now + parsed.feed.ttl
+            if parsed.ttl is not None:
+                ttl_floor = now + parsed.ttl
         hint = server_floor(cache_floor(result.headers, now), ttl_floor)
         unchanged = parsed is None
         return FeedStateUpdate(
@@ -262,13 +249,13 @@ class Updater:
             etag=result.etag or (feed.etag if unchanged else None),
             last_modified=result.last_modified or (feed.last_modified if unchanged else None),
             body_hash=feed.body_hash if unchanged else body_hash(result.content or b""),
-            title=None if parsed is None else _feed_title(parsed.feed.title),
+            title=None if parsed is None else _feed_title(parsed.title),
             moved_to=result.permanent_redirect or feed.moved_to,
             poll_interval=interval,
         )
 
     async def _match_and_store(
-        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
+        self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate
     ) -> EntryChanges:
         if self._pipelined:
             prepared = await self.writer.pipelined(
@@ -278,7 +265,7 @@ class Updater:
         return await self.writer.exclusive(self._match_and_store_locked, feed, parsed, state)
 
     def _match_and_store_locked(
-        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
+        self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate
     ) -> EntryChanges:
         """Match and store under the database-wide matching lock. With PostgreSQL, first
         catch up with what other workers stored and merged, so two workers never open two
@@ -296,14 +283,12 @@ class Updater:
                 self.index.mark_caught_up(newest)
             return changes
 
-    def _match(self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate) -> _Prepared:
+    def _match(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> _Prepared:
         """Decide which entries are new or changed and match them (in a worker thread)."""
         changes, new, changed = self._changes(feed, parsed)
         return _prepared(feed, parsed, state, changes, self.index.match(new, changed))
 
-    def _submit(
-        self, feed: FeedState, parsed: _Parsed, state: FeedStateUpdate
-    ) -> Future[_Prepared]:
+    def _submit(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> Future[_Prepared]:
         """:meth:`_match`, answered later: the index may still be matching earlier feeds."""
         changes, new, changed = self._changes(feed, parsed)
         answer = self.index.submit_match(new, changed)
@@ -324,7 +309,7 @@ class Updater:
         return result
 
     def _changes(
-        self, feed: FeedState, parsed: _Parsed
+        self, feed: FeedState, parsed: Parsed
     ) -> tuple[EntryChanges, list[Features], list[Features]]:
         """Which entries are new or changed, and the features of each (from the parse worker)."""
         known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])

@@ -26,9 +26,12 @@ async def test_pool_returns_what_in_process_parsing_returns() -> None:
     async with ParsePool(workers=1) as pool:
         got = await pool.parse(FEED, HEADERS, URL, URL, NOW)
     assert got == parse_and_normalise(FEED, HEADERS, URL, URL, NOW)
-    assert got[1][0].title == "Storm hits coast"
+    assert got.entries[0].title == "Storm hits coast"
+    # What the schedule reads of the document: its title and the dates its entries give.
+    assert got.title == "Outlet" and got.ttl is None
+    assert got.dated == (datetime(2024, 5, 1, 10, 0, tzinfo=UTC),)
     # The entry's matching features come back beside it.
-    assert got[2][0].key == got[1][0].key and "storm" in got[2][0].title_terms
+    assert got.features[0].key == got.entries[0].key and "storm" in got.features[0].title_terms
 
 
 async def test_parse_error_in_a_worker_is_a_parse_error_here() -> None:

@@ -20,6 +20,7 @@ from aggregator.exceptions import StorageError
 from aggregator.fetch import Fetcher
 from aggregator.match.matcher import Matcher
 from aggregator.match.text import Features, features
+from aggregator.parallel import Parsed
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.story_index import (
     IndexDied,
@@ -28,8 +29,8 @@ from aggregator.story_index import (
     StoryIndex,
     StoryIndexProcess,
 )
-from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate, ParsedFeed
-from aggregator.update import Updater, _Parsed
+from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate
+from aggregator.update import Updater
 
 NOW = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -75,9 +76,9 @@ def feed_of(item: Entry) -> FeedState:
     return FeedState(item.feed_url, None, (), 0, timedelta(hours=1), True)
 
 
-def parsed(item: Entry) -> _Parsed:
+def parsed(item: Entry) -> Parsed:
     """What the parse worker hands the updater for a one-entry feed."""
-    return _Parsed(ParsedFeed(title=None, link=None, entries=()), (item,), (features(item),))
+    return Parsed(None, None, (item.published,), (item,), (features(item),))
 
 
 @pytest.fixture
