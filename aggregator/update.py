@@ -165,7 +165,7 @@ class Updater:
         # One process writes an SQLite database, so the next feed may be matched while this
         # one is stored; not an in-memory one, whose single connection can't serve both.
         self._pipelined = storage.dialect == "sqlite" and shared_between_processes(storage.url)
-        # Feeds between fetch and store (bodies, parsed documents waiting for the index): one
+        # Changed feeds between fetch and store (parsed documents waiting for the index): one
         # per fetch slot, so memory stays flat however many feeds are refreshed at once.
         self._processing = asyncio.Semaphore(fetcher.concurrency)
 
@@ -187,31 +187,26 @@ class Updater:
         """Fetch, parse, match and store one feed. Never raises for a feed's own failure."""
         started = time.monotonic()
         now = self.clock()
-        # From the fetch until the store, or until the feed turns out unchanged or failed: a
-        # body and what is parsed from it are held by at most one refresh per slot.
-        async with _Slot(self._processing) as slot:
-            try:
-                result = await self.fetcher.fetch(
-                    feed.moved_to or feed.url, etag=feed.etag, last_modified=feed.last_modified
-                )
-            except FetchError as exc:
-                slot.release()
-                return await self._record_error(feed, exc, now, started)
+        try:
+            result = await self.fetcher.fetch(
+                feed.moved_to or feed.url, etag=feed.etag, last_modified=feed.last_modified
+            )
+        except FetchError as exc:
+            return await self._record_error(feed, exc, now, started)
 
-            if result.not_modified or (
-                result.content is not None and body_hash(result.content) == feed.body_hash
-            ):
-                slot.release()  # waiting for its batch of state writes holds no body
-                state = self._success_state(feed, result, now, None)
-                await self.writer.store_state(FeedRefresh(feed.url, state))
-                return RefreshResult(
-                    feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
-                )
+        if result.not_modified or (
+            result.content is not None and body_hash(result.content) == feed.body_hash
+        ):
+            state = self._success_state(feed, result, now, None)
+            await self.writer.store_state(FeedRefresh(feed.url, state))
+            return RefreshResult(
+                feed.url, feed.display_name, result.status, 0, 0, None, _since(started), True
+            )
 
+        async with self._processing:
             try:
                 parsed = await self._parse(result, feed.url, now)
             except ParseError as exc:
-                slot.release()
                 return await self._record_error(feed, exc, now, started, status=result.status)
             state = self._success_state(feed, result, now, parsed)
             changes = await self._match_and_store(feed, parsed, state)
@@ -386,9 +381,9 @@ class Updater:
         """Refresh feeds concurrently; results in the order given.
 
         Up to ``STATE_BATCH_MAX`` feeds are in flight, so unchanged feeds fill whole batches
-        of state writes; ``refresh`` admits one feed per fetch slot from its fetch until it is
-        stored (or found unchanged), so bodies and parsed documents stay few however many
-        feeds are given. Feeds are taken round-robin over their hosts, so the feeds of
+        of state writes; the fetcher bounds the requests, and ``refresh`` the changed feeds
+        being parsed, matched and stored (one per fetch slot), so memory stays flat however
+        many feeds are given. Feeds are taken round-robin over their hosts, so the feeds of
         one host, which wait for that host's own fetch slots, do not hold every worker.
 
         Feeds marked gone (HTTP 410) are skipped: the publisher asked us to stop, so not
@@ -412,28 +407,6 @@ class Updater:
         workers = min(STATE_BATCH_MAX, len(todo))
         await asyncio.gather(*(worker() for _ in range(workers)))
         return [r for r in results if r is not None]
-
-
-class _Slot:
-    """A semaphore slot held from entry until :meth:`release` or the end of the block."""
-
-    def __init__(self, semaphore: asyncio.Semaphore) -> None:
-        self._semaphore = semaphore
-        self._held = False
-
-    async def __aenter__(self) -> _Slot:
-        await self._semaphore.acquire()
-        self._held = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def release(self) -> None:
-        """Give the slot back now (once; later calls do nothing)."""
-        if self._held:
-            self._held = False
-            self._semaphore.release()
 
 
 def _round_robin_by_host(feeds: Sequence[FeedState]) -> list[tuple[int, FeedState]]:

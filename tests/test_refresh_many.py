@@ -1,4 +1,4 @@
-"""``Updater.refresh_many``: no more changed feeds between fetch and store than fetch slots;
+"""``Updater.refresh_many``: no more changed feeds between parse and store than fetch slots;
 results in the order given; hosts taken in turn. Real loopback servers and a real SQLite file."""
 
 from __future__ import annotations
@@ -43,20 +43,20 @@ async def test_feeds_being_processed_never_exceed_the_fetch_concurrency(tmp_path
         )
         async with open_runtime(config) as runtime:
             updater = runtime.updater
-            fetch, match_and_store, refresh = (
-                updater.fetcher.fetch,
+            parse, match_and_store, refresh = (
+                updater._parse,
                 updater._match_and_store,
                 updater.refresh,
             )
             processing = most = 0
             started: list[str] = []
 
-            async def counted_fetch(*args: Any, **kwargs: Any) -> Any:
+            async def counted_parse(*args: Any) -> Any:
                 nonlocal processing, most
                 processing += 1
                 most = max(most, processing)
-                await asyncio.sleep(0.01)  # let every other feed reach its fetch
-                return await fetch(*args, **kwargs)
+                await asyncio.sleep(0.01)  # let every other fetched feed reach its parse
+                return await parse(*args)
 
             async def counted_store(*args: Any) -> Any:
                 nonlocal processing
@@ -69,7 +69,7 @@ async def test_feeds_being_processed_never_exceed_the_fetch_concurrency(tmp_path
                 started.append(feed.url)
                 return await refresh(feed)
 
-            updater.fetcher.fetch = counted_fetch  # type: ignore[method-assign]
+            updater._parse = counted_parse  # type: ignore[method-assign]
             updater._match_and_store = counted_store  # type: ignore[method-assign]
             updater.refresh = recorded_refresh  # type: ignore[method-assign]
             feeds = runtime.storage.list_feeds()
@@ -77,7 +77,7 @@ async def test_feeds_being_processed_never_exceed_the_fetch_concurrency(tmp_path
 
     assert [r.error for r in results] == [None] * len(urls)
     assert [r.feed_url for r in results] == [f.url for f in feeds]  # the order given
-    # From fetch to store, no more feeds than fetch slots: bodies and parsed documents stay few.
+    # From parse to store, no more feeds than fetch slots: parsed documents stay few.
     assert most == CONCURRENCY
     hosts = ["localhost" if "//localhost" in url else "127.0.0.1" for url in started]
     # Hosts alternate, though each host's feeds were listed together.
