@@ -323,6 +323,24 @@ def test_a_full_index_drops_the_stories_updated_longest_ago() -> None:
     assert set(matcher.stories) == {storm, late.story_id}
 
 
+def test_an_index_emptied_by_expiry_and_by_its_bound_holds_nothing_more() -> None:
+    reports = [*ANKARA_REPORTS, *PHONE_CALL_REPORTS, *ASTANA_REPORTS]
+    for matcher in (
+        Matcher(window=timedelta(days=30)),
+        Matcher(window=timedelta(days=30), max_entries=2),
+    ):
+        for report in reports:
+            matcher.assign(report)
+        matcher.expire(ANKARA + timedelta(days=31))
+        assert matcher.stories == {} and matcher.entries == 0
+        index = matcher.index
+        assert index.df == {} and index.postings == {} and index.docs == 0
+        assert matcher._urls == {} and matcher._wires == {}
+        # A later report starts afresh.
+        late = matcher.assign(replace_time(ANKARA_REPORTS[0], ANKARA + timedelta(days=32)))
+        assert late.new_story
+
+
 def test_the_entry_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_entries must be positive"):
         Matcher(max_entries=0)
