@@ -14,9 +14,10 @@ Matching must see every entry stored before it, or two workers could each mint a
 same event. ``matching_lock()`` serialises the match-and-store step::
 
     with storage.matching_lock():
-        fresh = storage.entries_since(last_sync)   # what other workers stored meanwhile
+        fresh, seen = storage.entries_after(seen)  # what other workers stored meanwhile
         ...update the matcher's index, assign the new entries...
         storage.store_refresh(refresh)
+        _, seen = storage.entries_after(NEWEST)    # this worker's own writes: already indexed
 
 On PostgreSQL the block is one transaction holding ``pg_advisory_xact_lock``: calls made from
 the same thread inside it join that transaction (each in a savepoint, so a failed
