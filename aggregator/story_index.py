@@ -48,10 +48,6 @@ __all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex", "StoryIndexP
 
 log = logging.getLogger("aggregator.index")
 
-# Larger than any store sequence number: asking for entries after it returns none, only the
-# newest sequence number.
-NEWEST_ONLY = 2**62
-
 # Entries read per query when loading the window: the whole window at once (a list of every
 # entry, 100,000 of them at 2,000 feeds) took more memory than the index it builds.
 LOAD_PAGE = 5_000
@@ -137,7 +133,7 @@ class LocalStoryIndex:
         storage = self.storage
         # Read the sequence first: anything stored meanwhile is caught up later (and
         # deduplicated).
-        _, seq = storage.entries_after(NEWEST_ONLY)
+        seq = storage.newest_seq()
         corrections = storage.corrections()
         matcher = Matcher(window=self.window, max_entries=self.max_entries)
         for correction in corrections:

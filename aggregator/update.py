@@ -46,7 +46,7 @@ from aggregator.publish import FeedMeta, write_outputs
 from aggregator.schedule import adaptive_interval, next_poll, server_floor
 from aggregator.storage import shared_between_processes
 from aggregator.storage.base import Storage
-from aggregator.story_index import NEWEST_ONLY, IndexDied, LocalStoryIndex, Matched, StoryIndex
+from aggregator.story_index import IndexDied, LocalStoryIndex, Matched, StoryIndex
 from aggregator.types import (
     FeedRefresh,
     FeedState,
@@ -279,8 +279,7 @@ class Updater:
             if shared:
                 # What was just stored is in the index already. Read through the lock's own
                 # transaction, the newest sequence number is that of this worker's last write.
-                _, newest = self.storage.entries_after(NEWEST_ONLY)
-                self.index.mark_caught_up(newest)
+                self.index.mark_caught_up(self.storage.newest_seq())
             return changes
 
     def _match(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> _Prepared:

@@ -719,20 +719,20 @@ def test_entries_after_returns_what_others_stored_in_write_order(
 ) -> None:
     setup_feeds(store)
     _, start = second.entries_after(0)
-    assert start == 0
+    assert start == 0 == second.newest_seq()
     store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "s1"),)))
     store.store_refresh(
         FeedRefresh(FEED_B, ok_state(), (new(entry(FEED_B, "b1"), "s1", fresh=False),))
     )
     seen, newest = second.entries_after(start)
     assert [(s.entry.entry_id, s.story_id) for s in seen] == [("a1", "s1"), ("b1", "s1")]
-    assert newest == 2
+    assert newest == 2 == second.newest_seq()
     assert second.entries_after(newest) == ([], newest)
     edited = replace(entry(FEED_A, "a1"), title="edited", content_hash="h2")
     store.store_refresh(FeedRefresh(FEED_A, ok_state(), changed_entries=(edited,)))
     seen, newest = second.entries_after(newest)
     assert [(s.entry.entry_id, s.entry.title) for s in seen] == [("a1", "edited")]
-    assert newest == 3
+    assert newest == 3 == second.newest_seq()
 
 
 def test_story_merges_in_a_refresh_are_applied_once(store: SqlStorage) -> None:

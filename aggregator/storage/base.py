@@ -129,6 +129,10 @@ class Storage(Protocol):
     def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
         """Entries written after store sequence ``seq`` and the newest sequence number."""
 
+    def newest_seq(self) -> int:
+        """The newest store sequence number (0 before any entry): where ``entries_after``
+        starts to see only what is written from now on."""
+
     def matching_lock(self) -> AbstractContextManager[None]:
         """Serialise match-and-store across every worker sharing this database."""
 

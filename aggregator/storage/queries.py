@@ -195,12 +195,16 @@ _SEQ_MAX = 2**31 - 1
 def entries_after_seq(conn: Connection, seq: int) -> tuple[list[StoredEntry], int]:
     """Linked entries written after store sequence ``seq``, and the highest sequence stored.
 
-    A ``seq`` beyond every stored one (a caller learning only the newest number) finds nothing
-    and gets the real newest number back, so its next call sees what is written from then on.
+    A ``seq`` beyond every stored one finds nothing and gets the real newest number back, so
+    the caller's next call sees what is written from then on.
     """
     found = _stored_entries(conn, entries.c.seq > min(seq, _SEQ_MAX), entries.c.seq)
-    newest = conn.execute(select(func.max(entries.c.seq))).scalar()
-    return found, int(newest or 0)
+    return found, newest_seq(conn)
+
+
+def newest_seq(conn: Connection) -> int:
+    """The highest store sequence number written (0 before any)."""
+    return int(conn.execute(select(func.max(entries.c.seq))).scalar() or 0)
 
 
 def _stored_entries(conn: Connection, where: Any, order: Any) -> list[StoredEntry]:

@@ -17,7 +17,7 @@ same event. ``matching_lock()`` serialises the match-and-store step::
         fresh, seen = storage.entries_after(seen)  # what other workers stored meanwhile
         ...update the matcher's index, assign the new entries...
         storage.store_refresh(refresh)
-        _, seen = storage.entries_after(NEWEST)    # this worker's own writes: already indexed
+        seen = storage.newest_seq()                # this worker's own writes: already indexed
 
 On PostgreSQL the block is one transaction holding ``pg_advisory_xact_lock``: calls made from
 the same thread inside it join that transaction (each in a savepoint, so a failed
@@ -241,6 +241,11 @@ class SqlStorage:
         """
         with self._tx("entries_after", write=False) as conn:
             return queries.entries_after_seq(conn, seq)
+
+    def newest_seq(self) -> int:
+        """The newest store sequence number (0 before any entry)."""
+        with self._tx("newest_seq", write=False) as conn:
+            return queries.newest_seq(conn)
 
     def store_refresh(self, refresh: FeedRefresh) -> None:
         """Write one feed refresh in a single transaction (rules in ``writes.store_refresh``)."""
