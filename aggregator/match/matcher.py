@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -161,13 +161,7 @@ class Matcher:
     def expire(self, now: datetime) -> None:
         """Drop every story whose newest entry was published before ``now - window``."""
         horizon = now - self.window
-        queue = self._by_newest
-        while queue and queue[0][0] < horizon:
-            _, story_id = heapq.heappop(queue)
-            story = self.stories.get(story_id)
-            # A story whose newest entry is later was pushed again when that entry joined.
-            if story is not None and _older(story, horizon):
-                self._drop_story(story_id)
+        self._drop_oldest_while(lambda newest: newest < horizon)
 
     @property
     def entries(self) -> int:
@@ -178,13 +172,17 @@ class Matcher:
         """Drop the stories updated longest ago while the index holds more than
         ``max_entries`` entries: memory stays bounded however many feeds post in the window."""
         cap = self.max_entries
-        if cap is None or len(self._entry_story) <= cap:
-            return
+        if cap is not None and len(self._entry_story) > cap:
+            self._drop_oldest_while(lambda _: len(self._entry_story) > cap)
+
+    def _drop_oldest_while(self, more: Callable[[datetime], bool]) -> None:
+        """Drop stories, the one updated longest ago first, while ``more(its newest time)``."""
         queue = self._by_newest
-        while len(self._entry_story) > cap and queue:
+        while queue and more(queue[0][0]):
             newest, story_id = heapq.heappop(queue)
             story = self.stories.get(story_id)
-            # A story whose newest entry is later was pushed again when that entry joined.
+            # A pair is stale once its story's newest time moved: the move pushed a pair of its
+            # own, which this loop reaches in its turn.
             if story is not None and story.newest == newest:
                 self._drop_story(story_id)
 
@@ -501,7 +499,3 @@ def shared_terms(feats: Features) -> Features:
         wire=feats.wire,
         published=feats.published,
     )
-
-
-def _older(story: StoryState, horizon: datetime) -> bool:
-    return story.newest is None or story.newest < horizon
