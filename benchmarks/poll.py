@@ -262,12 +262,14 @@ def fresh_database(server: str | None) -> Iterator[str | None]:
         return
     import psycopg
     from psycopg import sql
+    from sqlalchemy.engine import make_url
 
     name = f"bench_poll_{os.getpid()}_{time.monotonic_ns()}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield server.rsplit("/", 1)[0] + "/" + name
+            # The same server, user and options; only the database differs.
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
         finally:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
