@@ -91,3 +91,31 @@ def test_realistic_benchmark_runs_on_a_few_feeds(capsys: pytest.CaptureFixture[s
     assert lines[0].startswith("4 feeds, 200 entries")
     assert "B3 P=" in lines[1]
     assert float(lines[-1].split("=")[1]) > 0
+
+
+def test_ceiling_benchmark_finds_the_two_stories_of_a_tiny_tsv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import match_ceiling
+
+    data = tmp_path / "tiny.tsv"
+    data.write_text(TINY, encoding="utf-8")
+    assert match_ceiling.main(["--data", str(data)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == "tiny.tsv: 4 entries, 2 labelled stories"
+    fields = dict(part.split("=") for part in out[-1].removeprefix("ceiling ").split())
+    assert set(fields) == {"precision_floor", "offline_best_f1", "online_f1"}
+    # Each pair shares its rare words (plosser, tapering; iphone, facial recognition) and
+    # nothing with the other pair: average link separates them exactly at some threshold.
+    assert float(fields["offline_best_f1"]) == 1.0
+    assert any(line.startswith("offline lexical average") and "F1=1.000" in line for line in out)
+
+
+def test_ceiling_keeps_only_cuts_at_the_precision_floor() -> None:
+    from benchmarks.match_ceiling import Cut, best_at_floor
+
+    truth = ["a", "a", "b", "b"]
+    loose = Cut(0.1, cluster_scores(truth, ["x", "x", "x", "x"]))  # P .5, F1 .667
+    split = Cut(0.5, cluster_scores(truth, ["x", "y", "z", "w"]))  # P 1, F1 .5
+    assert best_at_floor([loose, split]) == split
+    assert best_at_floor([loose]) is None
