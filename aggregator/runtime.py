@@ -15,6 +15,7 @@ from aggregator.fetch import Fetcher
 from aggregator.parallel import ParsePool
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
+from aggregator.storage.polling_lock import polling_lock
 from aggregator.story_index import LocalStoryIndex, StoryIndex, StoryIndexProcess
 from aggregator.update import Clock, PollPolicy, Updater, publish, utcnow
 
@@ -66,7 +67,18 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
-    """Open storage (applying migrations), sync the configured feeds and load the match index."""
+    """Open storage (applying migrations), sync the configured feeds and load the match index.
+
+    With SQLite, only one process at a time may do this for a database (``polling_lock``):
+    :class:`~aggregator.storage.polling_lock.StorageInUse` says which process holds it.
+    """
+    with polling_lock(config.settings.storage_url):
+        async with _open_runtime(config, clock) as runtime:
+            yield runtime
+
+
+@asynccontextmanager
+async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
     storage = open_storage(config.settings.storage_url)
     try:
         s = config.settings

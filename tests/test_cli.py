@@ -171,6 +171,13 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
         assert page.status_code == 200 and "Putin" in page.text
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.status_code == 200
+        # A second process polling the same SQLite database would match against an index
+        # blind to the service's entries: it is refused, and the service runs on.
+        second = aggregator("poll", cwd=tmp_path)
+        assert second.returncode == 1, second.stdout
+        assert f"is being polled by process {proc.pid} (python -m aggregator run" in second.stderr
+        assert proc.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
