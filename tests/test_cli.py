@@ -172,11 +172,21 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.status_code == 200
         # A second process polling the same SQLite database would match against an index
-        # blind to the service's entries: it is refused, and the service runs on.
-        second = aggregator("poll", cwd=tmp_path)
-        assert second.returncode == 1, second.stdout
-        assert f"is being polled by process {proc.pid} (python -m aggregator run" in second.stderr
+        # blind to the service's entries: `poll` asks the service to poll everything now.
+        polls_before = len(demo_server.requests_to("/tass.xml"))
+        second = aggregator("poll", cwd=tmp_path, env={"COLUMNS": "300"})
+        assert second.returncode == 0, second.stderr
+        assert f"process {proc.pid} (python -m aggregator run" in second.stdout
+        assert "asked it to poll all 2 feeds now" in second.stdout
+        deadline = time.monotonic() + SERVICE_START_SECONDS
+        while len(demo_server.requests_to("/tass.xml")) == polls_before:
+            assert time.monotonic() < deadline, "the service did not poll the feed again"
+            time.sleep(0.2)
         assert proc.poll() is None
+        # A second service on the same database is refused, naming the first.
+        other = aggregator("run", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+        assert other.returncode == 1
+        assert f"is being polled by process {proc.pid} (python -m aggregator run" in other.stderr
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)

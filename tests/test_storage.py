@@ -808,3 +808,22 @@ def test_store_refreshes_batches_states_as_single_writes_would(store: SqlStorage
     )
     a = store.get_feed(FEED_A)
     assert a is not None and (a.failures, a.error, a.etag) == (1, "HTTP 503", '"a1"')
+
+
+def test_requested_polls_make_every_pollable_feed_due_now(store: SqlStorage) -> None:
+    """``aggregator poll`` beside a running service: every feed it would poll becomes due."""
+    store.sync_feeds([FeedSpec(FEED_A), FeedSpec(FEED_B), FeedSpec(FEED_C)], T0)
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(T0)))  # next due in 15 minutes
+    gone = FeedStateUpdate(last_polled=T0, next_due=T0, status=410, error="HTTP 410 Gone")
+    store.store_refresh(FeedRefresh(FEED_B, replace(gone, gone=True)))
+    store.sync_feeds([FeedSpec(FEED_A), FeedSpec(FEED_B)], T0)  # C no longer configured
+    now = T0 + timedelta(minutes=1)
+    assert [f.url for f in store.due_feeds(now)] == []
+    assert store.request_polls(now) == 1
+    assert [f.url for f in store.due_feeds(now)] == [FEED_A]
+    feed_a = store.get_feed(FEED_A)
+    assert feed_a is not None and feed_a.next_due == now
+    # A feed due earlier keeps its place at the head of the queue.
+    assert store.request_polls(now + timedelta(minutes=1)) == 1
+    feed_a = store.get_feed(FEED_A)
+    assert feed_a is not None and feed_a.next_due == now

@@ -12,17 +12,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from aggregator.cli._common import (
     EXIT_BAD_INPUT,
+    EXIT_RUNTIME,
     app,
     config_or_defaults,
     err,
     fail,
     load,
+    open_storage_or_exit,
     out,
     print_stories,
     run_async,
 )
-from aggregator.runtime import open_runtime
-from aggregator.update import RefreshResult, summarise
+from aggregator.config import Config
+from aggregator.exceptions import AggregatorError
+from aggregator.runtime import Runtime, open_runtime
+from aggregator.storage.polling_lock import StorageInUse
+from aggregator.update import RefreshResult, summarise, utcnow
 
 
 @app.command()
@@ -84,35 +89,69 @@ def run(
 
 @app.command()
 def poll() -> None:
-    """Poll every feed once now, then publish the merged feeds."""
+    """Poll every feed once now, then publish the merged feeds.
+
+    When a service already polls the same SQLite database, ask it to poll every feed now
+    instead: a second polling process would match against an index blind to its entries.
+    """
     config = load()
     logging.getLogger("aggregator").setLevel(logging.WARNING)
 
-    async def main() -> list[RefreshResult]:
-        async with open_runtime(config) as runtime:
-            feeds = runtime.storage.list_feeds()
-            with Progress(
-                TextColumn("polling"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=err,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("", total=len(feeds))
-
-                def done(result: RefreshResult) -> None:
-                    progress.update(task, advance=1, description=result.name[:40])
-
-                results = await runtime.updater.refresh_many(feeds, on_done=done)
-            runtime.publish()
-            return results
+    async def main() -> list[RefreshResult] | StorageInUse:
+        try:
+            async with open_runtime(config) as runtime:
+                return await _poll_all(runtime)
+        except StorageInUse as exc:
+            return exc
 
     results = run_async(main())
+    if isinstance(results, StorageInUse):
+        _ask_to_poll(config, results)
+        return
     for result in results:
         out.print(result.log_line(), markup=False, highlight=False)
     out.print(summarise(results), markup=False, highlight=False)
+
+
+async def _poll_all(runtime: Runtime) -> list[RefreshResult]:
+    """Refresh every feed with a progress bar, then publish."""
+    feeds = runtime.storage.list_feeds()
+    with Progress(
+        TextColumn("polling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(feeds))
+
+        def done(result: RefreshResult) -> None:
+            progress.update(task, advance=1, description=result.name[:40])
+
+        results: list[RefreshResult] = await runtime.updater.refresh_many(feeds, on_done=done)
+    runtime.publish()
+    return results
+
+
+def _ask_to_poll(config: Config, in_use: StorageInUse) -> None:
+    """Make every feed due now, for the process that polls the database to take."""
+    storage = open_storage_or_exit(config)
+    try:
+        count = storage.request_polls(utcnow())
+    except AggregatorError as exc:
+        fail(f"error: {exc}", EXIT_RUNTIME)
+    finally:
+        storage.close()
+    out.print(
+        f"{in_use.holder} polls {config.settings.storage_url}: asked it to poll all {count} "
+        f"feeds now; it publishes as they come in (`aggregator feeds` shows each feed's last "
+        f"poll)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -126,6 +126,10 @@ class Storage(Protocol):
         """Lease up to ``limit`` due feeds to ``worker`` until ``now + lease``; each feed goes to
         one claimer until ``store_refresh`` records its poll or the lease expires."""
 
+    def request_polls(self, now: datetime) -> int:
+        """Make every active feed not known gone due at ``now`` (``aggregator poll`` beside a
+        running service); return how many feeds that is."""
+
     def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
         """Entries written after store sequence ``seq`` and the newest sequence number."""
 

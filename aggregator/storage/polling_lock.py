@@ -31,7 +31,11 @@ HOLDER_CHARS = 200
 
 
 class StorageInUse(StorageError):
-    """Another process is polling this SQLite database."""
+    """Another process is polling this SQLite database; ``holder`` names it."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 def lock_path(url: str) -> Path | None:
@@ -64,7 +68,8 @@ def polling_lock(url: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StorageInUse(_in_use(path, os.pread(fd, HOLDER_CHARS + 32, 0))) from None
+            holder = _holder(os.pread(fd, HOLDER_CHARS + 32, 0))
+            raise StorageInUse(_in_use(path, holder), holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {_command_line()}\n".encode(), 0)
         yield
@@ -83,9 +88,13 @@ def _command_line() -> str:
     return shlex.join([*words, *sys.argv[1:]])[:HOLDER_CHARS]
 
 
-def _in_use(path: Path, content: bytes) -> str:
+def _holder(content: bytes) -> str:
+    """Who holds the lock, from the lock file's ``pid command`` line."""
     pid, _, command = content.decode("utf-8", "replace").strip().partition(" ")
-    who = f"process {pid} ({command})" if pid.isdigit() else "another process"
+    return f"process {pid} ({command})" if pid.isdigit() else "another process"
+
+
+def _in_use(path: Path, who: str) -> str:
     database = path.with_name(path.name.removesuffix(LOCK_SUFFIX))
     return (
         f"{database} is being polled by {who}. With SQLite one process polls a database at "

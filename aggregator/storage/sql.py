@@ -314,6 +314,12 @@ class SqlStorage:
         with self._tx("claim_due_feeds", write=True) as conn:
             return writes.claim_due_feeds(conn, worker, now, lease, limit)
 
+    def request_polls(self, now: datetime) -> int:
+        """Make every active feed not known gone due now, for the process polling this
+        database to take at its next tick; return how many feeds that is."""
+        with self._tx("request_polls", write=True) as conn:
+            return writes.request_polls(conn, now)
+
     @contextmanager
     def matching_lock(self) -> Iterator[None]:
         """Hold the database-wide matching lock for the block (see the module docstring)."""

@@ -316,6 +316,14 @@ def claim_due_feeds(
     return sorted(claimed, key=lambda f: (f.next_due is not None, f.next_due or now, f.url))
 
 
+def request_polls(conn: Connection, now: datetime) -> int:
+    """Make every active feed not known gone due at ``now``; return how many there are."""
+    pollable = and_(feeds.c.active.is_(True), feeds.c.gone.is_not(True))
+    later = feeds.c.next_due.is_not(None) & (feeds.c.next_due > now)
+    conn.execute(update(feeds).where(pollable, later).values(next_due=now))
+    return int(conn.execute(select(func.count()).select_from(feeds).where(pollable)).scalar_one())
+
+
 def touch_stories(conn: Connection, story_ids: Sequence[str], when: datetime) -> None:
     """Move the stories' ``updated`` forward to ``when`` (never backward: a late writer of an
     older poll must not make a story look older than it is)."""
