@@ -95,6 +95,9 @@ TRACKING_PARAMS = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_",)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A host holding whitespace (``str.isspace``, as ``\s`` matches in a str pattern) or any of
+# these quote and bracket characters is no host name: the link is dropped.
+_BAD_HOST_RE = re.compile(r"[\s<>\"'`]")
 
 
 # Unicode category Cc is exactly C0, DEL and C1: replaced by spaces (then folded).
@@ -155,15 +158,16 @@ def canonical_url(url: str | None) -> str | None:
     host = (parts.hostname or "").rstrip(".")
     if scheme not in _DEFAULT_PORTS or not host:
         return None
-    if any(ch.isspace() or ch in "<>\"'`" for ch in host):
+    if _BAD_HOST_RE.search(host):
         return None
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    query = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
-    ]
-    return urlunsplit((scheme, netloc, parts.path or "/", urlencode(sorted(query)), ""))
+    query = ""
+    if parts.query:  # most article links have none: spare the parse and re-encode
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode(sorted((k, v) for k, v in pairs if not _is_tracking(k)))
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
 def safe_link(url: str | None) -> str | None:
@@ -195,11 +199,15 @@ def content_hash(title: str, link: str | None, text: str) -> str:
 def normalise_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
     """The normalised form of one parsed entry of ``feed_url``, first seen at ``now`` (UTC)."""
     now = now.astimezone(UTC)
-    summary_full = plain_text(parsed.summary) or plain_text(parsed.content)
     content_full = plain_text(parsed.content)
+    summary_full = plain_text(parsed.summary) or content_full
     title = plain_text(parsed.title) or truncate(summary_full, TITLE_FROM_SUMMARY_CHARS)
     title = truncate(title, TITLE_MAX_CHARS)
-    link = safe_link(parsed.link)
+    # safe_link's test, with the canonical form kept: it is the entry's url.
+    link = parsed.link.strip() if parsed.link else None
+    url = canonical_url(link)
+    if url is None:
+        link = None
     published = _sane_date(parsed.published, now) or _sane_date(parsed.updated, now) or now
     author = truncate(plain_text(parsed.author), AUTHOR_MAX_CHARS) or None
     return Entry(
@@ -207,7 +215,7 @@ def normalise_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
         entry_id=parsed.id,
         title=title,
         summary=truncate(summary_full, SUMMARY_MAX_CHARS),
-        url=canonical_url(link),
+        url=url,
         link=link,
         published=published,
         updated=_sane_date(parsed.updated, now),
