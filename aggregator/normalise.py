@@ -170,14 +170,6 @@ def canonical_url(url: str | None) -> str | None:
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
-def safe_link(url: str | None) -> str | None:
-    """``url`` stripped of whitespace if it is an absolute http(s) URL, else None."""
-    if not url:
-        return None
-    url = url.strip()
-    return url if canonical_url(url) is not None else None
-
-
 def _sane_date(value: datetime | None, now: datetime) -> datetime | None:
     if value is None:
         return None
@@ -203,7 +195,7 @@ def normalise_entry(parsed: ParsedEntry, feed_url: str, now: datetime) -> Entry:
     summary_full = plain_text(parsed.summary) or content_full
     title = plain_text(parsed.title) or truncate(summary_full, TITLE_FROM_SUMMARY_CHARS)
     title = truncate(title, TITLE_MAX_CHARS)
-    # safe_link's test, with the canonical form kept: it is the entry's url.
+    # Only links with a canonical form (absolute http(s)) are kept; that form is the url.
     link = parsed.link.strip() if parsed.link else None
     url = canonical_url(link)
     if url is None:

@@ -14,7 +14,7 @@ is reduced to plain text by ``normalise.plain_text`` (nh3 with no tag allowed, s
 content dropped) before it is stored or shown, so markup and the URIs inside it are discarded,
 not sanitised. Entry links, guids and Atom ``<link href>`` are URIs of their own, which
 feedparser resolves against the document URL (and ``xml:base``) whatever those options say
-(``resolve_uri`` for every element in ``can_be_relative_uri``); ``normalise.safe_link`` then
+(``resolve_uri`` for every element in ``can_be_relative_uri``); ``normalise_entry`` then
 keeps only absolute http(s) links.
 
 Entry identity is the entry's guid/id, else its link, else a hash of its title and content.
