@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.feedserver import FeedServer
 
@@ -90,6 +90,21 @@ def cpu_seconds(exclude: Sequence[int] = ()) -> float:
     return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime + live
 
 
+def cpu_by_role(exclude: Sequence[int], index_pid: int | None) -> tuple[float, float, float]:
+    """CPU seconds so far of this process (with reaped children), of the match index process
+    and of the other live children (the parse workers), ``exclude`` left out."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    main = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    index = parse = 0.0
+    for pid in child_pids():
+        if pid == index_pid:
+            index = process_cpu(pid)
+        elif pid not in exclude:
+            parse += process_cpu(pid)
+    return main, index, parse
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -123,6 +138,8 @@ class Cycle:
     errors: int
     wall: float
     cpu: float
+    # CPU seconds of the main process, the match index process and the parse workers.
+    roles: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def feeds_per_s(self) -> float:
@@ -135,8 +152,8 @@ class Cycle:
     def line(self, label: str) -> str:
         return (
             f"{label:<8} {self.wall:8.2f} s {self.feeds_per_s:9.0f} feeds/s "
-            f"{self.entries_per_s:8.0f} entries/s  cpu {self.cpu:7.2f} s  "
-            f"new {self.new_entries:7d}  errors {self.errors}"
+            f"{self.entries_per_s:8.0f} entries/s  cpu {self.cpu:7.2f} s ({roles([self])})"
+            f"  new {self.new_entries:7d}  errors {self.errors}"
         )
 
 
@@ -205,12 +222,15 @@ def prefill(config: Config, count: int) -> None:
 
 
 @contextmanager
-def measured(exclude: Sequence[int]) -> Iterator[list[float]]:
-    """Yield a list that receives [wall seconds, cpu seconds] of the block."""
-    out: list[float] = []
-    cpu0, t0 = cpu_seconds(exclude), time.perf_counter()
+def measured(exclude: Sequence[int], index_pid: int | None) -> Iterator[list[Any]]:
+    """Yield a list that receives the block's wall seconds, CPU seconds and CPU seconds by
+    role (``cpu_by_role``)."""
+    out: list[Any] = []
+    before, t0 = cpu_by_role(exclude, index_pid), time.perf_counter()
     yield out
-    out += [time.perf_counter() - t0, cpu_seconds(exclude) - cpu0]
+    wall = time.perf_counter() - t0
+    roles = tuple(b - a for a, b in zip(before, cpu_by_role(exclude, index_pid), strict=True))
+    out += [wall, sum(roles), roles]
 
 
 async def poll_cycles(
@@ -232,8 +252,9 @@ async def poll_cycles(
     exclude = server.pids
     async with open_runtime(config) as runtime:
         updater = runtime.updater
+        index_pid = getattr(updater.index, "pid", None)  # None: matching runs in this process
         feeds = runtime.storage.list_feeds()
-        with measured(exclude) as m:
+        with measured(exclude, index_pid) as m:
             results = await updater.refresh_many(feeds)
         first = Cycle(
             len(results), sum(r.new for r in results), sum(1 for r in results if r.error), *m
@@ -242,11 +263,10 @@ async def poll_cycles(
         for cycle in range(1, steady_runs + 1):
             server.prepare(cycle)
             feeds = runtime.storage.list_feeds()
-            with measured(exclude) as m:
+            with measured(exclude, index_pid) as m:
                 results = await updater.refresh_many(feeds)
             errors = sum(1 for r in results if r.error)
             steady.append(Cycle(len(results), sum(r.new for r in results), errors, *m))
-        index_pid = getattr(updater.index, "pid", None)  # None: matching runs in this process
         children = [pid for pid in child_pids() if pid not in exclude]
         index_rss = peak_rss_of([pid for pid in children if pid == index_pid])
         parse_rss = peak_rss_of([pid for pid in children if pid != index_pid])
@@ -274,6 +294,12 @@ def fresh_database(server: str | None) -> Iterator[str | None]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def roles(cycles: Sequence[Cycle]) -> str:
+    """Median CPU seconds of each role over ``cycles``."""
+    main, index, parse = (median([c.roles[i] for c in cycles]) for i in range(3))
+    return f"{main:.1f} main + {index:.1f} index + {parse:.1f} parse"
 
 
 def run(
@@ -314,7 +340,8 @@ def run(
     rss = main_rss + index_rss + parse_rss
     print(
         f"median first: {median([c.wall for c in firsts]):.2f} s, {first_eps:.0f} entries/s, "
-        f"cpu {median([c.cpu for c in firsts]):.2f} s | median steady: {steady_s:.2f} s, "
+        f"cpu {median([c.cpu for c in firsts]):.2f} s ({roles(firsts)}) | "
+        f"median steady: {steady_s:.2f} s, "
         f"{median([c.feeds_per_s for c in steadies]):.0f} feeds/s, "
         f"cpu {median([c.cpu for c in steadies]):.2f} s | peak RSS {rss:.0f} MiB "
         f"({main_rss:.0f} main + {index_rss:.0f} match index + {parse_rss:.0f} parse workers)"
