@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.exceptions import StorageError
 from aggregator.storage.polling_lock import StorageInUse, lock_path, polling_lock
 
 
@@ -66,4 +67,13 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     with polling_lock(url):  # the kernel dropped the dead process's lock
+        pass
+
+
+def test_an_unwritable_folder_is_a_storage_error_naming_the_lock(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    url = f"sqlite:///{blocked / 'aggregator.db'}"
+    expected = r"polling lock .*aggregator\.db\.lock: File exists: .*file-not-folder$"
+    with pytest.raises(StorageError, match=expected), polling_lock(url):
         pass

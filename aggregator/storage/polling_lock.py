@@ -62,14 +62,20 @@ def polling_lock(url: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+        raise StorageError(f"cannot open the polling lock {path}: {exc.strerror}{where}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(os.pread(fd, HOLDER_CHARS + 32, 0))
             raise StorageInUse(_in_use(path, holder), holder) from None
+        except OSError as exc:  # a file system without locks
+            raise StorageError(f"cannot lock {path}: {exc.strerror}") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {_command_line()}\n".encode(), 0)
         yield
