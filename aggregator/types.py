@@ -198,6 +198,11 @@ class FeedState:
     def effective_interval(self) -> timedelta:
         return self.poll_interval or self.interval
 
+    @property
+    def fetch_url(self) -> str:
+        """The URL polled: the permanent redirect's target when the feed moved."""
+        return self.moved_to or self.url
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEntry:

@@ -189,7 +189,7 @@ class Updater:
         now = self.clock()
         try:
             result = await self.fetcher.fetch(
-                feed.moved_to or feed.url, etag=feed.etag, last_modified=feed.last_modified
+                feed.fetch_url, etag=feed.etag, last_modified=feed.last_modified
             )
         except FetchError as exc:
             return await self._record_error(feed, exc, now, started)
@@ -412,7 +412,7 @@ def _round_robin_by_host(feeds: Sequence[FeedState]) -> list[tuple[int, FeedStat
     """``feeds`` with their positions, reordered to take one feed of each host in turn."""
     by_host: dict[str, list[tuple[int, FeedState]]] = {}
     for position, feed in enumerate(feeds):
-        host = urlsplit(feed.moved_to or feed.url).hostname or ""
+        host = urlsplit(feed.fetch_url).hostname or ""
         by_host.setdefault(host, []).append((position, feed))
     rounds = itertools.zip_longest(*by_host.values())
     return [item for round_ in rounds for item in round_ if item is not None]
