@@ -82,14 +82,6 @@ def child_pids() -> list[int]:
     return found
 
 
-def cpu_seconds(exclude: Sequence[int] = ()) -> float:
-    """CPU seconds of this process plus its live and reaped children, ``exclude`` left out."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    live = sum(process_cpu(pid) for pid in child_pids() if pid not in exclude)
-    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime + live
-
-
 def cpu_by_role(exclude: Sequence[int], index_pid: int | None) -> tuple[float, float, float]:
     """CPU seconds so far of this process (with reaped children), of the match index process
     and of the other live children (the parse workers), ``exclude`` left out."""
@@ -137,9 +129,12 @@ class Cycle:
     new_entries: int
     errors: int
     wall: float
-    cpu: float
     # CPU seconds of the main process, the match index process and the parse workers.
-    roles: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    roles: tuple[float, float, float]
+
+    @property
+    def cpu(self) -> float:
+        return sum(self.roles)
 
     @property
     def feeds_per_s(self) -> float:
@@ -223,14 +218,14 @@ def prefill(config: Config, count: int) -> None:
 
 @contextmanager
 def measured(exclude: Sequence[int], index_pid: int | None) -> Iterator[list[Any]]:
-    """Yield a list that receives the block's wall seconds, CPU seconds and CPU seconds by
-    role (``cpu_by_role``)."""
+    """Yield a list that receives the block's wall seconds and CPU seconds by role
+    (``cpu_by_role``)."""
     out: list[Any] = []
     before, t0 = cpu_by_role(exclude, index_pid), time.perf_counter()
     yield out
     wall = time.perf_counter() - t0
-    roles = tuple(b - a for a, b in zip(before, cpu_by_role(exclude, index_pid), strict=True))
-    out += [wall, sum(roles), roles]
+    after = cpu_by_role(exclude, index_pid)
+    out += [wall, (after[0] - before[0], after[1] - before[1], after[2] - before[2])]
 
 
 async def poll_cycles(
