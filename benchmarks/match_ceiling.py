@@ -91,12 +91,17 @@ def semantic_similarity(stream: Sequence[Labelled], embedder: CachedEmbedder) ->
     return vectors @ vectors.T
 
 
-def sweep(similarity: Matrix, method: str, truth: Sequence[str]) -> list[Cut]:
-    """Cluster with one linkage and score every threshold of ``THRESHOLDS``."""
+def condensed_distance(similarity: Matrix) -> NDArray[np.float64]:
+    """``1 - similarity`` as scipy's condensed (upper triangle) distance vector."""
     distance = np.clip(1.0 - similarity, 0.0, 2.0)
     distance = (distance + distance.T) / 2.0
     np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(distance, checks=False), method=method)
+    return np.asarray(squareform(distance, checks=False), dtype=np.float64)
+
+
+def sweep(distance: NDArray[np.float64], method: str, truth: Sequence[str]) -> list[Cut]:
+    """Cluster with one linkage and score every threshold of ``THRESHOLDS``."""
+    tree = linkage(distance, method=method)
     cuts = []
     for threshold in THRESHOLDS:
         labels = fcluster(tree, t=1.0 - threshold, criterion="distance")
@@ -138,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"every entry alone: {figures(alone)}")
     overall = 0.0
     for name, similarity in similarities.items():
+        distance = condensed_distance(similarity)  # one for every linkage
         for method in LINKAGES:
-            cuts = sweep(similarity, method, truth)
+            cuts = sweep(distance, method, truth)
             floor = best_at_floor(cuts)
             top = max(cuts, key=lambda c: c.scores.b3_f1)
             shown = floor.describe() if floor else "none"
