@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The match index modules compiled in place by setup.py (mypyc), rebuilt when a source changes:
+# an extension module older than its source would silently run the old code.
+NATIVE := $(VENV)/.native
 
-.PHONY: run test check lint types demo poll bench-match clean
+.PHONY: run test check lint types demo poll bench-match native clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(NATIVE): $(STAMP) setup.py $(wildcard aggregator/match/*.py)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	touch $(NATIVE)
+
+native: $(NATIVE)
+
+run: $(NATIVE)
 	$(BIN)/aggregator run
 
-poll: $(STAMP)
+poll: $(NATIVE)
 	$(BIN)/aggregator poll
 
-demo: $(STAMP)
+demo: $(NATIVE)
 	$(BIN)/aggregator demo
 
-test: $(STAMP) lint types
+test: $(NATIVE) lint types
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -31,8 +40,8 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict aggregator
 
-bench-match: $(STAMP)
+bench-match: $(NATIVE)
 	$(BIN)/python -m benchmarks.match
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info aggregator_match__mypyc.*.so aggregator/match/*.so

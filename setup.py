@@ -1,0 +1,58 @@
+"""Build script: the match index compiled to C with mypyc, or pure Python where that fails.
+
+Matching runs one entry at a time in one process, and in a first poll of many feeds it is what
+the others wait for (``benchmarks.poll`` splits the CPU by process). The modules below are
+already checked by ``mypy --strict``; mypyc compiles them as they are, and the same code runs
+interpreted when there is no C compiler or ``AGGREGATOR_PURE_PYTHON=1`` is set. Everything
+else (and ``text.py``, whose ``Features`` records cross process boundaries by pickle, which a
+compiled frozen dataclass does not survive) stays interpreted.
+
+After editing one of these modules in a development checkout, rebuild them in place with
+``make native`` (``make test`` does it when a source is newer than its build).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+COMPILED = [
+    "aggregator/match/cache.py",
+    "aggregator/match/index.py",
+    "aggregator/match/link.py",
+    "aggregator/match/matcher.py",
+    "aggregator/match/score.py",
+]
+# Names the shared library mypyc builds for the modules above (a top-level module).
+GROUP = "aggregator_match"
+
+
+class BuildExtOrPure(build_ext):
+    """``build_ext`` that leaves the pure-Python modules in charge when compiling fails."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no Python headers, ...
+            print(f"aggregator: compiling the match index failed ({exc}); it runs as pure Python")
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+
+
+def native_modules() -> list[object]:
+    if os.environ.get("AGGREGATOR_PURE_PYTHON") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("aggregator: mypyc is not installed; the match index runs as pure Python")
+        return []
+    return list(mypycify(COMPILED, opt_level="3", group_name=GROUP))
+
+
+sys.path.insert(0, str(Path(__file__).parent))  # mypyc type-checks the package from here
+setup(ext_modules=native_modules(), cmdclass={"build_ext": BuildExtOrPure})
