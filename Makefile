@@ -44,4 +44,4 @@ bench-match: $(NATIVE)
 	$(BIN)/python -m benchmarks.match
 
 clean:
-	rm -rf $(VENV) build *.egg-info aggregator_match__mypyc.*.so aggregator/match/*.so
+	rm -rf $(VENV) build *.egg-info aggregator/match/*.so

@@ -27,8 +27,10 @@ COMPILED = [
     "aggregator/match/matcher.py",
     "aggregator/match/score.py",
 ]
-# Names the shared library mypyc builds for the modules above (a top-level module).
-GROUP = "aggregator_match"
+# Names the shared library mypyc builds for the modules above: inside the package, where an
+# editable install finds it as it finds the modules (a top-level module would need the
+# checkout itself on sys.path).
+GROUP = "aggregator.match._compiled"
 
 
 class BuildExtOrPure(build_ext):
