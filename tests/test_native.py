@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ print(json.dumps({"modules": modules, "out": out}))
 """
 
 
-def _replay(mode: str) -> dict[str, object]:
+def _replay(mode: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", REPLAY, mode, *COMPILED],
         cwd=REPO,
@@ -117,7 +118,7 @@ def _replay(mode: str) -> dict[str, object]:
         timeout=240,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -129,15 +130,15 @@ def _replay(mode: str) -> dict[str, object]:
 def test_compiled_match_index_decides_as_its_source() -> None:
     compiled, source = _replay("compiled"), _replay("source")
     assert compiled["modules"] != source["modules"]
-    for module, file in compiled["modules"].items():  # type: ignore[attr-defined]
+    for module, file in compiled["modules"].items():
         assert file.endswith(".so"), module
-    for module, file in source["modules"].items():  # type: ignore[attr-defined]
+    for module, file in source["modules"].items():
         assert file.endswith(".py"), module
     out = compiled["out"]
-    assert isinstance(out, list)
-    assert len(out) > 2_000
+    assignments = [row for row in out if isinstance(row[0], int)]
+    assert len(assignments) > 2_000
     assert any(row[0] == "merge" for row in out)  # the replay reaches story merges
-    assert sum(1 for row in out if row[0] != "merge" and not row[1]) > 500  # and joins
+    assert sum(1 for row in assignments if not row[1]) > 500  # and joins
     assert out == source["out"]
 
 
