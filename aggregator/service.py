@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.config import Config
 from aggregator.exceptions import StorageError
+from aggregator.match import build as match_build
 from aggregator.runtime import Runtime
 from aggregator.types import FeedState
 from aggregator.update import RefreshResult
@@ -97,10 +98,11 @@ class Service:
         )
         scheduler.start()
         log.info(
-            "service %s started: %d feeds, storage %s",
+            "service %s started: %d feeds, storage %s, match index %s",
             self.worker,
             len(self.runtime.config.feeds),
             self.runtime.config.settings.storage_url,
+            match_build(),
         )
         try:
             await self._publish()

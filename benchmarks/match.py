@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.match import MatchConfig, Matcher
+from aggregator.match import MatchConfig, Matcher, build
 from aggregator.match.semantic import Embedder
 from benchmarks.data import (
     REPLAY_START,
@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: labelled data not found at {data}")
         return 0
     stsb = args.stsb or DEFAULT_STSB
+    print(f"match index: {build()}")
     run = replay(load_tsv(data, seed=args.seed))
     print(describe(f"{data.name} seed={args.seed}", run))
     if not args.no_extra:

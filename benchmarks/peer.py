@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from aggregator.match import build
 from aggregator.runtime import open_runtime
 from benchmarks.feedserver import FeedServer
 from benchmarks.poll import DEFAULT_CONCURRENCY, make_config, median
@@ -134,6 +135,7 @@ async def our_updates(server: FeedServer, concurrency: int) -> tuple[dict, dict]
 def run(feeds: int, runs: int, venv: Path, concurrency: int) -> str:
     """Run both sides ``runs`` times, print the table, return the summary line."""
     python = ensure_reader(venv)
+    print(f"match index: {build()}", flush=True)
     ours: list[tuple[dict, dict]] = []  # type: ignore[type-arg]
     theirs: list[tuple[dict, dict]] = []  # type: ignore[type-arg]
     with FeedServer(feeds) as server:

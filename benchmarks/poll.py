@@ -306,6 +306,9 @@ def run(
     postgres: str | None = None,
 ) -> str:
     """Run the benchmark, print the table, return the summary line."""
+    from aggregator.match import build
+
+    print(f"match index: {build()}", flush=True)
     firsts: list[Cycle] = []
     steadies: list[Cycle] = []
     index_rss = parse_rss = 0.0

@@ -142,6 +142,12 @@ def test_compiled_match_index_decides_as_its_source() -> None:
     assert out == source["out"]
 
 
+def test_build_says_whether_the_index_runs_compiled() -> None:
+    from aggregator.match import build
+
+    assert build() == ("compiled" if "matcher" in COMPILED else "interpreted")
+
+
 def test_compiled_modules_are_not_older_than_their_sources() -> None:
     """An extension module built before its source was edited runs the old code."""
     stale = [
