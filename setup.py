@@ -53,9 +53,11 @@ def native_modules() -> list[object]:
     except ImportError:
         print("aggregator: mypyc is not installed; the match index runs as pure Python")
         return []
-    # The build environment holds mypy, not the project's dependencies: their types are
-    # unknown here and taken as Any (mypy --strict over the installed project checks them).
-    options = ["--ignore-missing-imports"]
+    # pip's isolated build environment holds mypy, not the project's dependencies: their types
+    # are unknown there and taken as Any (mypy --strict over the installed project checks
+    # them), which leaves the type: ignore comments on those imports unused, an error under
+    # strict. Without both options such a build fell back to pure Python every time.
+    options = ["--ignore-missing-imports", "--no-warn-unused-ignores"]
     try:
         return list(mypycify([*options, *COMPILED], opt_level="3", group_name=GROUP))
     except (Exception, SystemExit) as exc:  # mypyc refused the code: it runs interpreted
