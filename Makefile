@@ -12,7 +12,8 @@ NATIVE := $(VENV)/.native
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# Installed as Python here: $(NATIVE) compiles the match index next, with the venv's types.
+	AGGREGATOR_PURE_PYTHON=1 $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 $(NATIVE): $(STAMP) setup.py $(wildcard aggregator/match/*.py)
