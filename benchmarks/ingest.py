@@ -7,7 +7,7 @@ N synthetic 50-entry feeds (``benchmarks.feedgen``) are read by:
 - ``lxml`` alone (``etree.fromstring``, the floor for any XML feed parser);
 - ``feedparser`` alone, as ``parse_feed`` calls it (sanitising and resolving URIs) and with
   both off;
-- ``parse_rss20`` alone (``aggregator.parse_fast``: lxml plus feedparser's rules, issue #7);
+- ``parse_rss20`` alone (``aggregator.parse.rss``: lxml plus feedparser's rules, issue #7);
 - ``parse_feed`` with the fast path off (feedparser, as before issue #7) and on (the default;
   our decoding, DTD neutralising and record conversion around either parser);
 - ``parse_feed`` + ``normalise_entry`` (plain text, links, hashes);
@@ -36,7 +36,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from aggregator.match import Matcher
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
-from aggregator.parse_fast import parse_rss20
+from aggregator.parse.rss import parse_rss20
 from aggregator.types import Entry
 from benchmarks import feedgen
 from benchmarks.feedserver import FeedServer

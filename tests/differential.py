@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.parse import decode_document, fast_parse, neutralise_dtd, parse_feed
-from aggregator.parse_fast import FastFeed
+from aggregator.parse.fast import FastFeed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 URL = "https://origin.example/news/feed.xml"

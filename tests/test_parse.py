@@ -415,3 +415,16 @@ def test_feedparser_cleaning_changes_nothing_we_keep(
     ours = normalised(doc, url)
     set_feedparser_cleaning(monkeypatch, True)
     assert normalised(doc, url) == ours
+
+
+def test_feedparser_private_names_exist() -> None:
+    """The fast paths call feedparser's private rules (``parse.feedparser_private``); a
+    feedparser release that renames one must fail here, not deep inside a parse."""
+    import importlib
+    import operator
+
+    from aggregator.parse.feedparser_private import PRIVATE_NAMES
+
+    for module, name in PRIVATE_NAMES:
+        found = operator.attrgetter(name)(importlib.import_module(module))  # AttributeError
+        assert found is not None, f"{module}.{name}"

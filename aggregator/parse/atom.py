@@ -1,7 +1,7 @@
 """The fast path for plain Atom 1.0: lxml reads it, feedparser's rules map it.
 
-The Atom counterpart of ``parse_fast`` (which holds the shared reading and text rules): the
-mappings built here are the ones feedparser 6.0 builds for the fields ``parse`` keeps, so
+The Atom counterpart of ``rss`` (``fast`` holds the shared reading and text rules): the
+mappings built here are the ones feedparser 6.0 builds for the fields ``feed`` keeps, so
 ``parse_feed`` returns the same records either way (``tests/test_parse_fast.py``).
 
 It takes a ``<feed xmlns="http://www.w3.org/2005/Atom">`` whose every element and attribute is
@@ -36,12 +36,16 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
-from feedparser.datetimes import _parse_date
-from feedparser.mixin import _FeedParserMixin
-from feedparser.urls import _urljoin, make_safe_absolute_uri
+from feedparser.urls import make_safe_absolute_uri
 from feedparser.util import FeedParserDict
 
-from aggregator.parse_fast import Decline, FastFeed, pop_text, pop_uri, safe_base
+from aggregator.parse.fast import Decline, FastFeed, pop_text, pop_uri, safe_base
+from aggregator.parse.feedparser_private import (
+    parse_date,
+    save_author,
+    sync_author_detail,
+    urljoin,
+)
 
 __all__ = ["ATOM_FEED", "atom10"]
 
@@ -98,8 +102,8 @@ _XHTML_DECLINED = frozenset({"body", "svg", "math"})
 class _People:
     """feedparser's author bookkeeping, run on one entry's context."""
 
-    _save_author = _FeedParserMixin._save_author
-    _sync_author_detail = _FeedParserMixin._sync_author_detail
+    _save_author = save_author
+    _sync_author_detail = sync_author_detail
 
     def __init__(self) -> None:
         self.context = FeedParserDict()
@@ -231,7 +235,7 @@ def _link(element: Any, base: str) -> str | None:
     kind = kind.lower()
     if rel != "alternate" or _TEXT_TYPES.get(kind, kind) not in _HTML_TYPES:
         return None
-    joined: str = _urljoin(base, href)
+    joined: str = urljoin(base, href)
     return joined
 
 
@@ -277,7 +281,7 @@ def _entry(element: Any, base: str) -> dict[str, Any]:
             entry["id"] = pop_uri(_leaf(child), child_base)
             entry.setdefault("link", entry["id"])
         elif name in ("published", "updated"):
-            entry[name + "_parsed"] = _parse_date(pop_text(_leaf(child)))
+            entry[name + "_parsed"] = parse_date(pop_text(_leaf(child)))
         elif name == "author":
             people = people or _People()
             _person(child, child_base, people)

@@ -1,58 +1,38 @@
-"""A fast path for plain, well-formed RSS 2.0: lxml reads it, feedparser's rules map it.
+"""The fast path for plain, well-formed RSS 2.0: lxml reads it, feedparser's rules map it.
 
 feedparser costs about 0.75 ms of CPU per entry even with sanitising off (issue #7); most of it
-is its SAX handlers in Python. This module parses the same UTF-8 bytes with lxml and builds the
-very mappings feedparser would have built, for the fields ``parse`` keeps, so ``parse_feed``
+is its SAX handlers in Python. This module builds, from what lxml read (``fast.read_xml``), the
+very mappings feedparser would have built, for the fields ``feed`` keeps, so ``parse_feed``
 returns the same records either way. ``tests/test_parse_fast.py`` holds the two paths to that.
 
-It only takes documents whose every element it knows how feedparser treats, and answers None
-for anything else, which then goes to feedparser:
+Besides what ``fast.read_xml`` declines, it answers None (feedparser then takes the document)
+for:
 
-- not well-formed to a strict parser (feedparser would recover and report a warning);
-- any ``<!DOCTYPE`` or ``<!ENTITY`` at all, even after ``neutralise_dtd`` (no entity handling
-  to get wrong), or an XML declaration naming an encoding other than UTF-8;
 - a root other than ``<rss version="2.0">`` with one ``<channel>`` (Atom, RSS 0.9x/1.0);
 - an element or attribute outside the lists below, a child inside a text element, a field
   element given twice, or ``xml:base``/``base`` anywhere (feedparser would move the base URI).
 
 What it reproduces from feedparser 6.0 (``mixin.pop``, ``namespaces/_base.py``):
 
-- text is stripped, re-decoded when it is UTF-8 read as latin-1, and C1 controls are mapped to
-  their windows-1252 characters (``_cp1252``);
+- text as ``fast.pop_text`` leaves it;
 - ``<link>`` and a permalink ``<guid>`` are joined to the document URL with feedparser's own
-  ``_urljoin``; an item link also gets feedparser's ``&amp;`` repair;
+  URL joining; an item link also gets feedparser's ``&amp;`` repair;
 - an item without ``<link>`` takes its permalink guid as link; its summary is the
   ``<description>``, else the ``<content:encoded>``;
 - ``<pubDate>`` is the published date and ``<dc:date>`` the updated one, both read by
   feedparser's own date parser, so odd and bad dates come out the same.
-
-lxml runs with entity resolution, DTD loading and network access off, and without
-``huge_tree``, so its own limits on depth and text size stay on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from feedparser.datetimes import _parse_date
-from feedparser.html import _cp1252
-from feedparser.urls import _urljoin, make_safe_absolute_uri
-from lxml import etree
+from aggregator.parse.fast import Decline, FastFeed, pop_text, pop_uri, read_xml, safe_base
+from aggregator.parse.feedparser_private import parse_date
 
-__all__ = [
-    "Decline",
-    "FastFeed",
-    "parse_rss20",
-    "pop_text",
-    "pop_uri",
-    "read_xml",
-    "rss20",
-    "safe_base",
-]
+__all__ = ["parse_rss20", "rss20"]
 
 _CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 _DC = "{http://purl.org/dc/elements/1.1/}"
@@ -110,61 +90,8 @@ _ATOM_LINK_ATTRS = frozenset({"href", "rel", "type"})
 # feedparser takes ``xml:base`` and a bare ``base`` attribute on any element as the new base
 # URI. Searched in the bytes, text included: a false match only costs the fast path.
 _BASE = re.compile(rb"base\s*=")
-_DECLARATION = re.compile(rb"^<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
-# <!DOCTYPE and <!ENTITY in any case. Written without IGNORECASE so the search runs on the
-# literal "<!" (0.6 ms -> 0.03 ms on an 80 KB feed); <!d... or <!e... anywhere is declined.
-_MARKUP_DECLARATION = re.compile(rb"<![DdEe]")
-# C1 controls, which feedparser maps to windows-1252 characters: translate only when present.
-_C1 = re.compile("[\x80-\x9f]")
 # feedparser's repair of "&name;" in links, which it takes for stray entity references.
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
-
-
-@dataclass(frozen=True, slots=True)
-class FastFeed:
-    """The feed and entry mappings feedparser would have produced, for the fields we keep."""
-
-    feed: dict[str, Any]
-    entries: list[dict[str, Any]]
-    version: str = "rss20"
-
-
-class Decline(Exception):
-    """The document is outside what this path reproduces exactly."""
-
-
-def _parser() -> Any:
-    return etree.XMLParser(
-        resolve_entities=False,
-        load_dtd=False,
-        no_network=True,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
-
-
-def pop_text(value: str | None) -> str:
-    """``value`` as feedparser's ``pop`` leaves it, before any element-specific step."""
-    output = (value or "").strip()
-    if output.isascii():
-        return output  # both steps below leave ASCII unchanged
-    # feedparser's guess that UTF-8 text was decoded as latin-1 and encoded again.
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        output = output.encode("iso-8859-1").decode("utf-8")
-    if _C1.search(output):
-        translated: str = output.translate(_cp1252)
-        return translated
-    return output
-
-
-def pop_uri(value: str | None, base: str) -> str:
-    """A link or guid as feedparser stores it: stripped, joined to ``base``, then cleaned."""
-    output = (value or "").strip()
-    if output:
-        output = _urljoin(base, output)
-    return pop_text(output)
 
 
 def _plain(element: Any, attributes: frozenset[str] = frozenset()) -> str | None:
@@ -222,9 +149,9 @@ def _item(item: Any, base: str) -> dict[str, Any]:
         if tag in found:
             entry["author"] = pop_text(found[tag][0].text)
     if "pubDate" in found:
-        entry["published_parsed"] = _parse_date(pop_text(found["pubDate"][0].text))
+        entry["published_parsed"] = parse_date(pop_text(found["pubDate"][0].text))
     if _DC + "date" in found:
-        entry["updated_parsed"] = _parse_date(pop_text(found[_DC + "date"][0].text))
+        entry["updated_parsed"] = parse_date(pop_text(found[_DC + "date"][0].text))
     return entry
 
 
@@ -257,32 +184,6 @@ def _channel(channel: Any, base: str) -> dict[str, Any]:
     if "ttl" in found:
         feed["ttl"] = pop_text(found["ttl"][0].text)
     return feed
-
-
-def _accepts_bytes(document: bytes) -> bool:
-    if _MARKUP_DECLARATION.search(document):
-        return False
-    declared = _DECLARATION.match(document)
-    return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
-
-
-def read_xml(document: bytes) -> Any | None:
-    """The root element of a UTF-8 ``document`` that both paths read alike, or None.
-
-    Declines what no fast path takes: a DOCTYPE or ENTITY declaration, a declared encoding
-    other than UTF-8, or a document a strict XML parser rejects.
-    """
-    if not _accepts_bytes(document):
-        return None
-    try:
-        return etree.fromstring(document, _parser())
-    except etree.XMLSyntaxError:
-        return None
-
-
-def safe_base(url: str) -> str:
-    """feedparser's base URI after the root element's start: the URL joined to itself."""
-    return make_safe_absolute_uri(url, url) or url
 
 
 def rss20(root: Any, document: bytes, url: str) -> FastFeed | None:
