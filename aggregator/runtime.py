@@ -5,34 +5,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
-from aggregator.parallel import ParsePool
+from aggregator.publish import FeedMeta, write_outputs
+from aggregator.refresh.index import LocalStoryIndex, StoryIndex
+from aggregator.refresh.index_process import StoryIndexProcess
+from aggregator.refresh.parse_pool import ParsePool
+from aggregator.refresh.processes import tune_collector
+from aggregator.refresh.store import Clock, choose_store
+from aggregator.refresh.updater import PollPolicy, Updater, utcnow
+from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
 from aggregator.storage.polling_lock import polling_lock
-from aggregator.story_index import LocalStoryIndex, StoryIndex, StoryIndexProcess
-from aggregator.update import Clock, PollPolicy, Updater, publish, utcnow
 
 log = logging.getLogger("aggregator")
-
-# The collector looks at the youngest objects every this many net allocations (CPython's
-# default is 700). The match index is millions of small long-lived objects, which every
-# older-generation pass walks again: in the first cycle of `python -m benchmarks.poll --feeds
-# 1000`, collections took 5.7 of 58 CPU seconds at 700 and 1.8 s at 20,000, where one young
-# collection takes ~20 ms (far below a poll's latency).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_collector() -> None:
-    """Collect less often: see GC_YOUNG_THRESHOLD."""
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def make_fetcher(config: Config) -> Fetcher:
@@ -58,11 +50,27 @@ class Runtime:
     clock: Clock
 
     def publish(self) -> int:
-        """Write the merged files; return how many stories they hold."""
+        """Write the merged Atom, RSS and JSON Feed files for the newest stories; return how
+        many stories they hold.
+
+        The feeds' own updated time is that of their newest story, so an unchanged set of
+        stories gives byte-identical files that are not rewritten (stable mtime and ETag for
+        readers).
+        """
         s = self.config.settings
-        count, paths = publish(self.storage, s.output, s.max_stories)
+        stories = self.storage.recent_stories(s.max_stories)
+        paths = write_outputs(stories, s.output, FeedMeta())
         log.debug("published %s", ", ".join(str(p) for p in paths))
-        return count
+        return len(stories)
+
+    def publish_unless_busy(self, before: Callable[[], None]) -> int | None:
+        """:meth:`publish`, unless another worker is publishing right now (None then): it
+        publishes the same stories. ``before`` runs once this worker may publish."""
+        with self.storage.publish_lock() as mine:
+            if not mine:
+                return None
+            before()
+            return self.publish()
 
 
 @asynccontextmanager
@@ -87,6 +95,8 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
         tune_collector()
         index = open_index(storage, s.match_window, clock, s.match_max_entries)
         try:
+            # How a feed is matched and stored depends on the database: decided here, once.
+            store = choose_store(storage, index, StorageWriter(storage), clock)
             async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
                 updater = Updater(
                     storage,
@@ -96,6 +106,7 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
                     parse_pool=parse_pool,
                     index=index,
                     clock=clock,
+                    store=store,
                 )
                 # What was loaded lives long: keep full collections from walking it again
                 # and again. It holds no reference cycles, so reference counting frees it.
@@ -111,7 +122,8 @@ def open_index(
     storage: Storage, window: timedelta, clock: Clock, max_entries: int | None = None
 ) -> StoryIndex:
     """The match index in a process of its own, on a second core, unless the database is
-    in memory (no other process can open it): then in this process."""
+    in memory (no other process can open it): then in this process. Either way the
+    ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``)."""
     if shared_between_processes(storage.url):
         return StoryIndexProcess(storage.url, window, clock, max_entries)
     return LocalStoryIndex(storage, window, clock(), max_entries)

@@ -28,9 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator.config import Config
 from aggregator.exceptions import StorageError
 from aggregator.match import build as match_build
+from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import Runtime
 from aggregator.types import FeedState
-from aggregator.update import RefreshResult
 
 log = logging.getLogger("aggregator.service")
 
@@ -209,13 +209,14 @@ class Service:
             log.error("publishing failed: %s", exc)
 
     def _publish_if_mine(self) -> None:
-        with self.runtime.storage.publish_lock() as mine:
-            if not mine:
-                return  # another worker is publishing the same stories right now
-            self._dirty = False
-            stories = self.runtime.publish()
+        stories = self.runtime.publish_unless_busy(before=self._mark_clean)
+        if stories is None:
+            return  # another worker is publishing the same stories right now
         if self.observer is not None:
             self.observer.set_inventory(feeds=len(self.runtime.config.feeds), stories=stories)
+
+    def _mark_clean(self) -> None:
+        self._dirty = False
 
     async def _cancel_in_flight(self) -> None:
         tasks = list(self._in_flight.values())

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.decide import decide_changes
+from aggregator.refresh.decide import decide_changes
 from aggregator.types import Entry
 
 T0 = datetime(2017, 9, 28, 12, tzinfo=UTC)

@@ -33,10 +33,10 @@ from feedfarm import FarmServer, FeedFarm, Item, rss_document
 from servers import Handler, LoopbackServer, Reply, drip, endless
 
 from aggregator.config import load_config
+from aggregator.refresh.schedule import JITTER_FRACTION
+from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import open_runtime
-from aggregator.schedule import JITTER_FRACTION
 from aggregator.types import FeedState
-from aggregator.update import RefreshResult
 
 DEADLINE_S = 2  # settings.deadline: what bounds the slowest endpoint
 TIMEOUT_S = 1  # settings.timeout: per read; the drip (a byte every 0.5 s) stays under it

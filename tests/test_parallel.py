@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from aggregator.exceptions import ParseError
-from aggregator.parallel import ParsePool, parse_and_normalise
+from aggregator.refresh.parse_pool import ParsePool, parse_and_normalise
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FEED = b"""<?xml version="1.0" encoding="utf-8"?>

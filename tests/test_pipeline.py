@@ -15,8 +15,8 @@ import pytest
 from servers import LoopbackServer, Reply
 
 from aggregator.config import Config, load_config_text
+from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import open_runtime
-from aggregator.update import RefreshResult
 
 PUBLISHED = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 
@@ -189,10 +189,10 @@ async def test_state_writes_arriving_during_a_flush_are_flushed_too(tmp_path: Pa
     import time as clock
 
     from aggregator.fetch import Fetcher
+    from aggregator.refresh.updater import Updater
+    from aggregator.refresh.writer import STATE_BATCH_DELAY
     from aggregator.storage import open_storage
     from aggregator.types import FeedRefresh, FeedSpec, FeedStateUpdate
-    from aggregator.update import Updater
-    from aggregator.writer import STATE_BATCH_DELAY
 
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     urls = [f"https://outlet{i}.example/feed" for i in range(3)]

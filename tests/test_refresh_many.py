@@ -12,9 +12,9 @@ from servers import LoopbackServer, Reply
 from test_pipeline import rss
 
 from aggregator.config import load_config_text
+from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import open_runtime
 from aggregator.types import FeedState
-from aggregator.update import RefreshResult
 
 CONCURRENCY = 3
 FEEDS_PER_HOST = 6

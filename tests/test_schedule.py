@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.schedule import (
+from aggregator.refresh.schedule import (
     JITTER_FRACTION,
     MAX_BACKOFF,
     MAX_SERVER_HINT,

@@ -20,17 +20,12 @@ from aggregator.exceptions import StorageError
 from aggregator.fetch import Fetcher
 from aggregator.match.matcher import Matcher
 from aggregator.match.text import Features, features
-from aggregator.parallel import Parsed
+from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched, StoryIndex
+from aggregator.refresh.index_process import StoryIndexProcess
+from aggregator.refresh.parse_pool import Parsed
+from aggregator.refresh.updater import Updater
 from aggregator.storage import SqlStorage, open_storage
-from aggregator.story_index import (
-    IndexDied,
-    LocalStoryIndex,
-    Matched,
-    StoryIndex,
-    StoryIndexProcess,
-)
 from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate
-from aggregator.update import Updater
 
 NOW = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)

@@ -19,6 +19,7 @@ from test_publish import _atom_schema, _schematron_failures
 
 from aggregator.config import Config, load_config_text
 from aggregator.exceptions import StorageError
+from aggregator.refresh.updater import RefreshResult
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.types import (
     Assignment,
@@ -27,7 +28,6 @@ from aggregator.types import (
     FeedSpec,
     FeedStateUpdate,
 )
-from aggregator.update import RefreshResult
 from aggregator.web import Metrics, bind_socket, create_app, serve
 from aggregator.web.params import MAX_LIMIT
 

@@ -25,9 +25,9 @@ from aggregator.cli._common import (
 )
 from aggregator.config import Config
 from aggregator.exceptions import AggregatorError
+from aggregator.refresh.updater import RefreshResult, summarise, utcnow
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.storage.polling_lock import StorageInUse
-from aggregator.update import RefreshResult, summarise, utcnow
 
 
 @app.command()

@@ -3,7 +3,7 @@
 A polling process (``aggregator run``, ``aggregator poll``) matches new entries against a match
 index of its own, loaded from the database when it starts. PostgreSQL workers share feeds out
 by claims and match under a database-wide lock after catching up with each other's writes
-(``update.py``). An SQLite database has neither: a second process polling it would match
+(``refresh/store.py``). An SQLite database has neither: a second process polling it would match
 against an index that never sees the first one's entries, and could open a second story for
 an event the first one already holds. So a polling process holds an exclusive advisory lock
 on a file beside the database for as long as it runs. The kernel releases the lock when the

@@ -18,7 +18,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from aggregator.update import RefreshResult
+from aggregator.refresh.updater import RefreshResult
 
 __all__ = ["CONTENT_TYPE", "POLL_DURATION_BUCKETS", "Metrics", "poll_result_label"]
 

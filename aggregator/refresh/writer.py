@@ -1,10 +1,10 @@
 """One storage writer at a time, off the event loop, and never cut short.
 
 Storage calls block, so they run in worker threads. Every write that must not interleave with
-another (matching a feed's entries and storing them; applying corrections) goes through
-``StorageWriter.exclusive``: one at a time, in submission order, and shielded, so a shutdown
-that cancels a refresh still lets its transaction (and the index update with it) finish;
-``drain`` waits for them.
+another (matching a feed's entries and storing them, ``store``; applying corrections) goes
+through ``StorageWriter.exclusive``: one at a time, in submission order, and shielded, so a
+shutdown that cancels a refresh still lets its transaction (and the index update with it)
+finish; ``drain`` waits for them.
 
 Polls that change no entries (304, identical body, errors) write only their feed's state. In a
 steady cycle that is 95% of feeds, and a transaction each cost ~13 ms of waiting on SQLite's
@@ -15,8 +15,7 @@ one transaction written at most ``STATE_BATCH_DELAY`` later.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from aggregator.exceptions import StorageError
@@ -24,7 +23,6 @@ from aggregator.storage.base import Storage
 from aggregator.types import FeedRefresh
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 # How long a state-only write may wait for others to join its batch, and the most a batch
 # holds: 50 ms is invisible next to a poll interval; 500 rows make one short transaction.
@@ -38,8 +36,6 @@ class StorageWriter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._lock = asyncio.Lock()
-        self._first_lock = asyncio.Lock()  # the first stage of pipelined writes
-        self._last_then: asyncio.Future[None] | None = None  # set once that call is done
         self._running: set[asyncio.Future[Any]] = set()
         self._states: list[tuple[FeedRefresh, asyncio.Future[None]]] = []
         # True from scheduling a flush until that flush takes the pending batch; a state that
@@ -53,34 +49,11 @@ class StorageWriter:
             async with self._lock:
                 return await asyncio.to_thread(fn, *args)
 
-        future = asyncio.ensure_future(locked())
-        self._running.add(future)
-        future.add_done_callback(self._running.discard)
-        return await asyncio.shield(future)
+        return await self.shielded(locked())
 
-    async def pipelined(self, first: Callable[[], Future[T]], then: Callable[[T], R]) -> R:
-        """``then`` of what ``first`` answers: ``first()`` runs in a thread, one call at a time,
-        and returns a future (matching a feed submits it to the index process); ``then`` runs
-        as an exclusive write once the answer is in, in the order the calls entered ``first``.
-        The next call's ``first`` does not wait for this one's answer or ``then``, so the index
-        always has the next feed queued. Shielded like ``exclusive``."""
-        loop = asyncio.get_running_loop()
-
-        async def staged() -> R:
-            async with self._first_lock:
-                answer = await asyncio.to_thread(first)
-                previous, mine = self._last_then, loop.create_future()
-                self._last_then = mine
-            try:
-                prepared = await asyncio.wrap_future(answer)
-                if previous is not None:
-                    await previous  # set whatever happened to the previous call
-                async with self._lock:
-                    return await asyncio.to_thread(then, prepared)
-            finally:
-                mine.set_result(None)
-
-        future = asyncio.ensure_future(staged())
+    async def shielded(self, write: Coroutine[Any, Any, T]) -> T:
+        """Run ``write`` to its end even if the caller is cancelled; ``drain`` waits for it."""
+        future = asyncio.ensure_future(write)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         return await asyncio.shield(future)

@@ -1,10 +1,4 @@
-"""The update pipeline: one refresh per due feed, then publish.
-
-::
-
-    due feeds | fetch (parallel, bounded) | parse | normalise
-              | decide new/changed (pure) | match (story_index) | store (one transaction per feed)
-    after a cycle: recent stories | render Atom, RSS, JSON Feed | atomic write
+"""The updater: one refresh per due feed, from fetch to store (see the package docstring).
 
 A feed's failure is that feed's result: it is recorded in storage (status, error in words,
 consecutive failures, backed-off next poll), logged, and never stops the other feeds.
@@ -16,10 +10,8 @@ posting rate, jitter, exponential back-off after failures, and the server's own 
 (Retry-After, Cache-Control/Expires, RSS ``<ttl>``) as a floor. A 301/308 moves the feed
 (later polls go to the new URL); a 410 marks it gone and it is no longer polled.
 
-With SQLite, one process writes: the next feed is matched while this one is stored. Several
-workers may share one PostgreSQL database: match-and-store then runs under the database-wide
-matching lock, after catching the index up with what other workers stored
-(``StoryIndex.catch_up``), so two workers never open two stories for one event.
+How a feed's new entries are matched and stored depends on the database (``store``): the
+strategy is chosen once, where the runtime is built, and passed in.
 """
 
 from __future__ import annotations
@@ -30,34 +22,23 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from aggregator.decide import EntryChanges, decide_changes
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
-from aggregator.match.text import Features
 from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
-from aggregator.parallel import Parsed, ParsePool, parse_and_normalise
-from aggregator.publish import FeedMeta, write_outputs
-from aggregator.schedule import adaptive_interval, next_poll, server_floor
-from aggregator.storage import shared_between_processes
+from aggregator.refresh.decide import EntryChanges
+from aggregator.refresh.index import LocalStoryIndex, StoryIndex
+from aggregator.refresh.parse_pool import Parsed, ParsePool, parse_and_normalise
+from aggregator.refresh.schedule import adaptive_interval, next_poll, server_floor
+from aggregator.refresh.store import Clock, MatchAndStore, choose_store
+from aggregator.refresh.writer import STATE_BATCH_MAX, StorageWriter
 from aggregator.storage.base import Storage
-from aggregator.story_index import IndexDied, LocalStoryIndex, Matched, StoryIndex
-from aggregator.types import (
-    FeedRefresh,
-    FeedState,
-    FeedStateUpdate,
-    FetchResult,
-)
-from aggregator.writer import STATE_BATCH_MAX, StorageWriter
+from aggregator.types import FeedRefresh, FeedState, FeedStateUpdate, FetchResult
 
-log = logging.getLogger("aggregator.update")
-
-Clock = Callable[[], datetime]
+log = logging.getLogger("aggregator.refresh")
 
 
 def utcnow() -> datetime:
@@ -96,36 +77,6 @@ class PollPolicy:
     max_interval: timedelta = timedelta(hours=24)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A feed's refresh, matched and ready to store, and the index generation it was matched
-    in; with what it was made from, to match it again if that generation is gone."""
-
-    feed: FeedState
-    parsed: Parsed
-    state: FeedStateUpdate
-    changes: EntryChanges
-    refresh: FeedRefresh | None  # None: not matched (the index process died meanwhile)
-    generation: int
-
-
-def _prepared(
-    feed: FeedState,
-    parsed: Parsed,
-    state: FeedStateUpdate,
-    changes: EntryChanges,
-    matched: Matched,
-) -> _Prepared:
-    refresh = FeedRefresh(
-        feed.url,
-        state,
-        tuple(zip(changes.new, matched.assignments, strict=True)),
-        changes.changed,
-        matched.merges,
-    )
-    return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
-
-
 def body_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
@@ -151,9 +102,12 @@ class Updater:
         parse_pool: ParsePool | None = None,
         index: StoryIndex | None = None,
         clock: Clock = utcnow,
+        store: MatchAndStore | None = None,
     ) -> None:
         """``index``: where matching runs (a ``StoryIndexProcess``); by default a
-        ``LocalStoryIndex`` in this process, loaded from ``storage`` now."""
+        ``LocalStoryIndex`` in this process, loaded from ``storage`` now. ``store``: how a
+        feed's entries are matched and stored, built on ``index`` and chosen where the runtime
+        is built; by default ``choose_store``'s choice for ``storage``."""
         self.storage = storage
         self.fetcher = fetcher
         self.parse_pool = parse_pool
@@ -161,10 +115,10 @@ class Updater:
         self.policy = policy or PollPolicy()
         self.clock = clock
         self.index = index or LocalStoryIndex(storage, match_window, clock())
-        self.writer = StorageWriter(storage)
-        # One process writes an SQLite database, so the next feed may be matched while this
-        # one is stored; not an in-memory one, whose single connection can't serve both.
-        self._pipelined = storage.dialect == "sqlite" and shared_between_processes(storage.url)
+        if store is None:
+            store = choose_store(storage, self.index, StorageWriter(storage), clock)
+        self.store = store
+        self.writer = store.writer
         # Changed feeds between fetch and store (parsed documents waiting for the index): one
         # per fetch slot, so memory stays flat however many feeds are refreshed at once.
         self._processing = asyncio.Semaphore(fetcher.concurrency)
@@ -257,88 +211,7 @@ class Updater:
     async def _match_and_store(
         self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate
     ) -> EntryChanges:
-        if self._pipelined:
-            prepared = await self.writer.pipelined(
-                lambda: self._submit(feed, parsed, state), self._store
-            )
-            return prepared.changes
-        return await self.writer.exclusive(self._match_and_store_locked, feed, parsed, state)
-
-    def _match_and_store_locked(
-        self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate
-    ) -> EntryChanges:
-        """Match and store under the database-wide matching lock. With PostgreSQL, first
-        catch up with what other workers stored and merged, so two workers never open two
-        stories for one event."""
-        shared = self.storage.dialect != "sqlite"
-        with self.storage.matching_lock():
-            if shared:
-                self.index.catch_up()
-                self.index.apply_corrections(self.clock())
-            changes = self._store(self._match(feed, parsed, state)).changes
-            if shared:
-                # What was just stored is in the index already. Read through the lock's own
-                # transaction, the newest sequence number is that of this worker's last write.
-                self.index.mark_caught_up(self.storage.newest_seq())
-            return changes
-
-    def _match(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> _Prepared:
-        """Decide which entries are new or changed and match them (in a worker thread)."""
-        changes, new, changed = self._changes(feed, parsed)
-        return _prepared(feed, parsed, state, changes, self.index.match(new, changed))
-
-    def _submit(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> Future[_Prepared]:
-        """:meth:`_match`, answered later: the index may still be matching earlier feeds."""
-        changes, new, changed = self._changes(feed, parsed)
-        answer = self.index.submit_match(new, changed)
-        result: Future[_Prepared] = Future()
-
-        def done(answer: Future[Matched]) -> None:
-            exc = answer.exception()
-            if isinstance(exc, IndexDied):
-                # Not matched: ``_store`` matches it again, starting a fresh index.
-                result.set_result(_Prepared(feed, parsed, state, changes, None, -1))
-            elif exc is not None:
-                result.set_exception(exc)
-            else:
-                matched = answer.result()
-                result.set_result(_prepared(feed, parsed, state, changes, matched))
-
-        answer.add_done_callback(done)
-        return result
-
-    def _changes(
-        self, feed: FeedState, parsed: Parsed
-    ) -> tuple[EntryChanges, list[Features], list[Features]]:
-        """Which entries are new or changed, and the features of each (from the parse worker)."""
-        known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
-        changes = decide_changes(parsed.entries, known)
-        feats = {f.key: f for f in parsed.features}
-        return changes, [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
-
-    def _store(self, prepared: _Prepared) -> _Prepared:
-        """Store a matched refresh (in a worker thread, one at a time, in matching order)."""
-        index = self.index
-        if prepared.refresh is None or prepared.generation != index.generation:
-            # The index was rebuilt after this match (storage refused an earlier feed, a split
-            # was recorded, the index process restarted): what it matched against is gone.
-            prepared = self._match(prepared.feed, prepared.parsed, prepared.state)
-        refresh = prepared.refresh
-        assert refresh is not None  # _match always matches
-        try:
-            self.storage.store_refresh(refresh)
-        except StorageError:
-            if not refresh.state_only:
-                # The index holds assignments the database refused; rebuild it from what
-                # was really committed so the two cannot drift apart.
-                log.warning("storage refused %s; rebuilding the match index", refresh.feed_url)
-                index.rebuild(self.clock())
-            raise
-        if prepared.generation != index.generation:
-            # Rebuilt while this was being stored: the new index may have been read before
-            # the commit. Take in what it missed.
-            index.catch_up()
-        return prepared
+        return await self.store(feed, parsed, state)
 
     async def _record_error(
         self,
@@ -427,17 +300,6 @@ def _feed_title(title: str | None) -> str | None:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
-
-
-def publish(storage: Storage, output: Path, max_stories: int) -> tuple[int, list[Path]]:
-    """Write the merged Atom, RSS and JSON Feed files for the newest stories; return how many
-    stories they hold and the files rewritten.
-
-    The feeds' own updated time is that of their newest story, so an unchanged set of stories
-    gives byte-identical files that are not rewritten (stable mtime and ETag for readers).
-    """
-    stories = storage.recent_stories(max_stories)
-    return len(stories), write_outputs(stories, output, FeedMeta())
 
 
 def summarise(results: Sequence[RefreshResult]) -> str:

@@ -20,11 +20,7 @@ one and retries that document once, so one poisoned document cannot stop the ser
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,13 +32,10 @@ from aggregator.exceptions import ParseError
 from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
+from aggregator.refresh.processes import SPAWN, exit_with_parent
 from aggregator.types import Entry
 
-__all__ = ["ParsePool", "Parsed", "default_workers", "exit_with_parent", "parse_and_normalise"]
-
-# Workers are started with "spawn": forking a process that runs an event loop and holds
-# database connections copies both into the child, which is unsafe.
-_CONTEXT = multiprocessing.get_context("spawn")
+__all__ = ["ParsePool", "Parsed", "default_workers", "parse_and_normalise"]
 
 
 def default_workers() -> int:
@@ -95,21 +88,6 @@ def _job(
         return (exc.url, exc.message)
 
 
-# prctl(2) option: the signal the kernel sends this process when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
-
-def exit_with_parent(parent: int) -> None:
-    """Make a worker die with the service: a SIGKILLed service (or one killed by the OOM
-    killer) must not leave parser processes, and through them the multiprocessing resource
-    tracker, running forever."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _warm_up(parent: int) -> None:
     """Tie a fresh worker to its parent, then load the parsing and feature stack before the
     first document arrives."""
@@ -133,7 +111,7 @@ class ParsePool:
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
-            self.workers, mp_context=_CONTEXT, initializer=_warm_up, initargs=(os.getpid(),)
+            self.workers, mp_context=SPAWN, initializer=_warm_up, initargs=(os.getpid(),)
         )
         self._executor = executor
         return executor
