@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from factories import make_entry
 
 from aggregator.refresh.decide import decide_changes
 from aggregator.types import Entry
@@ -11,15 +12,11 @@ T0 = datetime(2017, 9, 28, 12, tzinfo=UTC)
 
 
 def entry(entry_id: str, content_hash: str = "h", minutes: int = 0) -> Entry:
-    return Entry(
-        feed_url="https://example.com/feed",
-        entry_id=entry_id,
-        title=f"title {entry_id}",
-        summary="",
-        url=None,
-        link=None,
+    return make_entry(
+        "https://example.com/feed",
+        entry_id,
+        f"title {entry_id}",
         published=T0 + timedelta(minutes=minutes),
-        updated=None,
         first_seen=T0,
         content_hash=content_hash,
     )

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from pg import reset_schema, throwaway_database
+from factories import make_entry
+from pg import reset_schema
 from sqlalchemy import event, func, inspect, select, text
 
 from aggregator.exceptions import StorageError
@@ -29,12 +30,6 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FEED_A = "https://a.example/feed"
 FEED_B = "https://b.example/feed"
 FEED_C = "https://c.example/feed"
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    with throwaway_database() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -64,16 +59,13 @@ def entry(
     content_hash: str = "h1",
     url: str | None = None,
 ) -> Entry:
-    return Entry(
-        feed_url=feed,
-        entry_id=entry_id,
-        title=title,
+    return make_entry(
+        feed,
+        entry_id,
+        title,
         summary=f"summary of {title}",
         url=url or f"{feed}/{entry_id}",
-        link=None,
         published=published,
-        updated=None,
-        first_seen=published,
         content_hash=content_hash,
     )
 

@@ -8,12 +8,11 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from factories import make_entry
 from pg import throwaway_database
 
 from aggregator.exceptions import StorageError
@@ -40,15 +39,13 @@ OTHER_AGAIN = "Lisbon streets flooded by heavy rain as the river Tagus bursts it
 
 
 def entry(feed: str, entry_id: str, title: str) -> Entry:
-    return Entry(
-        feed_url=f"https://{feed}.example/rss",
-        entry_id=entry_id,
-        title=title,
-        summary="",
+    return make_entry(
+        f"https://{feed}.example/rss",
+        entry_id,
+        title,
         url=f"https://{feed}.example/{entry_id}",
         link=f"https://{feed}.example/{entry_id}",
         published=NOW - timedelta(hours=1),
-        updated=None,
         first_seen=NOW,
         content_hash=f"{feed}-{entry_id}-{title}",
     )
@@ -74,15 +71,6 @@ def feed_of(item: Entry) -> FeedState:
 def parsed(item: Entry) -> Parsed:
     """What the parse worker hands the updater for a one-entry feed."""
     return Parsed(None, None, (item.published,), (item,), (features(item),))
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SqlStorage]:
-    opened = open_storage(f"sqlite:///{tmp_path / 'aggregator.db'}")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def make_index(kind: str, storage: SqlStorage, max_entries: int | None = None) -> StoryIndex:

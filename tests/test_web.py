@@ -13,6 +13,7 @@ from typing import Any
 import feedparser
 import httpx
 import pytest
+from factories import make_entry
 from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
 from test_publish import _atom_schema, _schematron_failures
@@ -48,17 +49,9 @@ EVIDENCE = {
 
 
 def _entry(feed: str, entry_id: str, title: str, published: datetime) -> Entry:
-    return Entry(
-        feed_url=feed,
-        entry_id=entry_id,
-        title=title,
-        summary="",
-        url=f"{feed.rsplit('/', 1)[0]}/{entry_id}",
-        link=f"{feed.rsplit('/', 1)[0]}/{entry_id}",
-        published=published,
-        updated=None,
-        first_seen=published,
-        content_hash=entry_id,
+    page = f"{feed.rsplit('/', 1)[0]}/{entry_id}"
+    return make_entry(
+        feed, entry_id, title, url=page, link=page, published=published, content_hash=entry_id
     )
 
 
