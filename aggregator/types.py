@@ -17,7 +17,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+# Which meaning signal story matching uses (``settings.semantic``; ``aggregator.match.embedding``).
+SemanticSignal = Literal["static", "minilm", "off"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,7 @@ def _settings(raw: SettingsModel, base: Path) -> Settings:
         max_interval=raw.max_interval,
         match_window=raw.match_window,
         match_max_entries=raw.match_max_entries,
+        semantic=raw.semantic,
         listen_host=host,
         listen_port=port,
         user_agent=raw.user_agent,

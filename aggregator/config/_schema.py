@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
 from aggregator import USER_AGENT
+from aggregator.types import SemanticSignal
 from aggregator.config import _settings as d
 from aggregator.config._values import (
     DURATION_HINT,
@@ -102,6 +103,7 @@ class SettingsModel(BaseModel):
     max_interval: Duration = d.DEFAULT_MAX_INTERVAL
     match_window: Duration = d.DEFAULT_MATCH_WINDOW
     match_max_entries: AtLeastOne = d.DEFAULT_MATCH_MAX_ENTRIES
+    semantic: SemanticSignal = d.DEFAULT_SEMANTIC
     listen: Listen = (d.DEFAULT_LISTEN_HOST, d.DEFAULT_LISTEN_PORT)
     user_agent: Annotated[str, AfterValidator(_user_agent)] = USER_AGENT
     max_stories: AtLeastOne = d.DEFAULT_MAX_STORIES
