@@ -35,8 +35,8 @@ test: $(NATIVE) lint types
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check aggregator tests benchmarks
-	$(BIN)/ruff format --check aggregator tests benchmarks
+	$(BIN)/ruff check aggregator tests benchmarks scripts
+	$(BIN)/ruff format --check aggregator tests benchmarks scripts
 
 types: $(STAMP)
 	$(BIN)/mypy --strict aggregator

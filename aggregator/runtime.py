@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
+from aggregator.match.embedding import check_available
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.refresh.index import LocalStoryIndex, StoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
@@ -23,6 +24,7 @@ from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
 from aggregator.storage.polling_lock import polling_lock
+from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
 
 log = logging.getLogger("aggregator")
 
@@ -93,7 +95,7 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()
-        index = open_index(storage, s.match_window, clock, s.match_max_entries)
+        index = open_index(storage, s.match_window, clock, s.match_max_entries, s.semantic)
         try:
             # How a feed is matched and stored depends on the database: decided here, once.
             store = choose_store(storage, index, StorageWriter(storage), clock)
@@ -119,11 +121,19 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
 
 
 def open_index(
-    storage: Storage, window: timedelta, clock: Clock, max_entries: int | None = None
+    storage: Storage,
+    window: timedelta,
+    clock: Clock,
+    max_entries: int | None = None,
+    semantic: SemanticSignal = DEFAULT_SEMANTIC,
 ) -> StoryIndex:
     """The match index in a process of its own, on a second core, unless the database is
     in memory (no other process can open it): then in this process. Either way the
-    ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``)."""
+    ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``).
+
+    Raises ``SemanticUnavailable`` naming the setting when ``semantic`` needs an extra that is
+    not installed (checked here, before a child process would fail on it)."""
+    check_available(semantic)
     if shared_between_processes(storage.url):
-        return StoryIndexProcess(storage.url, window, clock, max_entries)
-    return LocalStoryIndex(storage, window, clock(), max_entries)
+        return StoryIndexProcess(storage.url, window, clock, max_entries, semantic)
+    return LocalStoryIndex(storage, window, clock(), max_entries, semantic)

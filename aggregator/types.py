@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 # Which meaning signal story matching uses (``settings.semantic``; ``aggregator.match.embedding``).
 SemanticSignal = Literal["static", "minilm", "off"]
+# The static model shipped with the package: no extra install, about 15 MB.
+DEFAULT_SEMANTIC: SemanticSignal = "static"
 
 
 @dataclass(frozen=True, slots=True)

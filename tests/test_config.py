@@ -297,8 +297,8 @@ ERROR_CASES = {
     "unknown key without a close match": (
         "settings:\n  colour: blue\nfeeds: []\n",
         "feeds.yml:2: settings.colour: unknown key 'colour' (known keys: storage, output, "
-        "interval, min_interval, max_interval, match_window, match_max_entries, listen, "
-        "user_agent, max_stories, concurrency, per_host, timeout, deadline, max_bytes, "
+        "interval, min_interval, max_interval, match_window, match_max_entries, semantic, "
+        "listen, user_agent, max_stories, concurrency, per_host, timeout, deadline, max_bytes, "
         "allow_networks)",
     ),
     "wrong type: text for int": (

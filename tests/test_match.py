@@ -13,7 +13,6 @@ from aggregator.match import MatchConfig, Matcher
 from aggregator.match.link import anchors_agree, average_link, figures_conflict
 from aggregator.match.prior import prior_idf
 from aggregator.match.semantic import (
-    SEMANTIC_LINK_THRESHOLD,
     CachedEmbedder,
     SemanticUnavailable,
     load_minilm,
@@ -471,14 +470,6 @@ def test_semantic_signal_joins_what_words_alone_do_not() -> None:
     assert semantic.assign(paraphrase).story_id != story
 
 
-def test_semantic_link_threshold_applies_only_with_an_embedder() -> None:
-    assert Matcher().config == MatchConfig()
-    semantic = Matcher(embedder=_topic_embedder).config
-    assert semantic == MatchConfig(link_threshold=SEMANTIC_LINK_THRESHOLD)
-    given = MatchConfig(threshold=0.5)
-    assert Matcher(config=given, embedder=_topic_embedder).config is given
-
-
 def test_cached_embedder_encodes_each_text_once() -> None:
     calls: list[int] = []
 
@@ -488,7 +479,7 @@ def test_cached_embedder_encodes_each_text_once() -> None:
 
     cached = CachedEmbedder(embed)
     cached.prime(["a", "bb", "a"])
-    assert cached(["bb", "a"]) == [[2.0], [1.0]]
+    assert cached(["bb", "a"]).tolist() == [[2.0], [1.0]]
     assert calls == [2]
 
 

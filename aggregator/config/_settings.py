@@ -11,7 +11,7 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from aggregator import USER_AGENT
-from aggregator.types import FeedSpec, SemanticSignal
+from aggregator.types import DEFAULT_SEMANTIC, FeedSpec, SemanticSignal
 
 # The environment variable naming the feeds.yml to use when no path is given.
 CONFIG_ENV_VAR = "AGGREGATOR_CONFIG"
@@ -38,10 +38,10 @@ DEFAULT_MATCH_WINDOW = timedelta(hours=48)
 # feeds never reach it in 48 hours; at 10,000 busy feeds the stories updated longest ago leave
 # the index early, and memory stays bounded instead of growing with the number of feeds.
 DEFAULT_MATCH_MAX_ENTRIES = 200_000
-# The meaning signal of story matching (``aggregator.match.embedding``): the static model
-# shipped with the package needs no extra install and about 15 MB; ``minilm`` (the full
-# transformer, the ``semantic`` extra) or ``off`` (words alone) when chosen.
-DEFAULT_SEMANTIC: SemanticSignal = "static"
+# The meaning signal of story matching (``aggregator.match.embedding``), DEFAULT_SEMANTIC:
+# the static model shipped with the package; ``minilm`` (the full transformer, the ``semantic``
+# extra) or ``off`` (words alone) when chosen.
+__all__ = ["DEFAULT_SEMANTIC"]
 # Loopback only: serving beyond this machine is a deliberate choice made in feeds.yml.
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from aggregator.match.index import StoryState, TermIndex
 from aggregator.match.link import cohesion, query_terms
-from aggregator.match.semantic import SEMANTIC_SHARE, SemanticState
 
 # A value is recomputed once the story has grown by this factor since it was computed (or has
 # shrunk). For the cohesion and terms, seeds 0/1 of UCI head score the same to the third
@@ -19,9 +18,8 @@ NORM_REFRESH = 1.15
 class StoryCache:
     """The norm, cohesion and top terms of each story, as of a recent size (see module)."""
 
-    def __init__(self, index: TermIndex, semantic: SemanticState | None) -> None:
+    def __init__(self, index: TermIndex) -> None:
         self._index = index
-        self._semantic = semantic
         self._norms: dict[str, tuple[int, float]] = {}
         self._tops: dict[str, tuple[int, list[str]]] = {}
         self._cohesions: dict[str, tuple[int, float]] = {}
@@ -51,14 +49,11 @@ class StoryCache:
         return ranked
 
     def cohesion(self, story: StoryState) -> float:
-        """Average link of the story with itself, blended with the semantic one when on."""
+        """Average link of the story with itself."""
         cached = self._cohesions.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
         value = cohesion(story.mass, story.size, self._index.idf)
-        if self._semantic is not None:
-            sem = self._semantic.cohesion(story.story_id, story.size)
-            value = (1.0 - SEMANTIC_SHARE) * value + SEMANTIC_SHARE * sem
         self._cohesions[story.story_id] = (story.size, value)
         return value
 

@@ -26,6 +26,8 @@ from aggregator.match.score import (
     MatchConfig,
     Query,
     Signals,
+    entity_miss,
+    meaning_bonus,
     prepare,
     proximity,
     score,
@@ -34,13 +36,9 @@ from aggregator.match.score import (
     threshold_for,
 )
 from aggregator.match.semantic import (
-    SEMANTIC_MID,
-    SEMANTIC_SHARE,
-    SEMANTIC_WEIGHT,
     Embedder,
     SemanticState,
     Vector,
-    semantic_config,
 )
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
@@ -67,8 +65,7 @@ class Matcher:
         embedder: Embedder | None = None,
         max_entries: int | None = None,
     ) -> None:
-        """``embedder`` (optional, see ``semantic.py``) adds the sentence-embedding signal; without
-        ``config`` it then uses :func:`~aggregator.match.semantic.semantic_config`.
+        """``embedder`` (optional, see ``embedding.py``) adds the meaning signal.
         ``max_entries``: the most entries the index holds; past it, the stories updated longest
         ago leave the index early, as if their window had ended (None: no bound)."""
         if max_entries is not None and max_entries < 1:
@@ -76,9 +73,7 @@ class Matcher:
         self.window = window
         self.max_entries = max_entries
         self.semantic = SemanticState(embedder) if embedder is not None else None
-        if config is None:
-            config = semantic_config() if embedder is not None else MatchConfig()
-        self.config = config
+        self.config = MatchConfig() if config is None else config
         self.index = TermIndex()
         self.stories: dict[str, StoryState] = {}
         self._entry_story: dict[EntryKey, str] = {}
@@ -86,12 +81,11 @@ class Matcher:
         self._wires: dict[str, str] = {}
         self._forbidden: set[tuple[EntryKey, str]] = set()
         self._alias: dict[str, str] = {}
-        self._cache = StoryCache(self.index, self.semantic)
+        self._cache = StoryCache(self.index)
         # (newest published, story id) of every story, stale pairs included: expire pops
         # the oldest instead of scanning every story in the window.
         self._by_newest: list[tuple[datetime, str]] = []
         self._born = 0
-        self._last_vector: tuple[Features, Vector] | None = None
         self._last_query: tuple[Features, Query] | None = None
         # decide()'s candidates for that entry, best first.
         self._last_found: tuple[Features, list[str]] | None = None
@@ -101,7 +95,9 @@ class Matcher:
 
     def add_known(self, entry: Entry, story_id: str) -> None:
         """Put a stored entry back into the index under its stored story (start-up rebuild)."""
-        self._add(features(entry), self._resolve(story_id))
+        feats = features(entry)
+        vector = self._vector(feats)
+        self._add(shared_terms(feats), self._resolve(story_id), vector=vector)
         self._keep_within_cap()
 
     def assign(self, entry: Entry, feats: Features | None = None) -> Assignment:
@@ -114,23 +110,24 @@ class Matcher:
 
     def assign_features(self, feats: Features) -> Assignment:
         """:meth:`assign` given the entry's features (all the matcher looks at)."""
-        assignment = self._assign(shared_terms(feats))
+        vector = self._vector(feats)
+        assignment = self._assign(shared_terms(feats), vector)
         self._keep_within_cap()
         return assignment
 
-    def _assign(self, feats: Features) -> Assignment:
-        decision = self.decide(feats)
+    def _assign(self, feats: Features, vector: Vector | None) -> Assignment:
+        decision = self.decide(feats, vector)
         if decision.story_id is None:
             decision = self._link_entry(feats, decision)
         if decision.story_id is None:
             story_id = new_story_id()
             while story_id in self.stories:
                 story_id = new_story_id()
-            self._add(feats, story_id)
+            self._add(feats, story_id, vector=vector)
             # A new story was just compared with its neighbours as an entry (_link_entry).
             self.stories[story_id].next_check = 2
             return Assignment(story_id, True, decision.score, decision.evidence)
-        self._add(feats, decision.story_id)
+        self._add(feats, decision.story_id, vector=vector)
         story = self.stories[decision.story_id]
         if check_due(story):
             self._agglomerate(story)
@@ -155,8 +152,9 @@ class Matcher:
         story_id = self._entry_story.get(feats.key)
         if story_id is None:
             return
+        vector = self._vector(feats)
         self._remove(feats.key, story_id)
-        self._add(shared_terms(feats), story_id)
+        self._add(shared_terms(feats), story_id, vector=vector)
 
     def expire(self, now: datetime) -> None:
         """Drop every story whose newest entry was published before ``now - window``."""
@@ -212,8 +210,9 @@ class Matcher:
         for key in list(state.members):
             feats = state.members[key]
             mass = state.vector_of(key)
+            vector = self.semantic.member(other, key) if self.semantic is not None else None
             self._remove(key, other, forget=False)
-            self._add(feats, into, mass=mass, observe=False)
+            self._add(feats, into, mass=mass, observe=False, vector=vector)
 
     def story_of(self, entry_key: EntryKey) -> str | None:
         """The story an indexed entry currently belongs to."""
@@ -231,8 +230,10 @@ class Matcher:
 
     # -- the decision -----------------------------------------------------------------------
 
-    def decide(self, feats: Features) -> Decision:
-        """Choose a story for ``feats`` among the indexed ones, or None for a new story."""
+    def decide(self, feats: Features, vector: Vector | None = None) -> Decision:
+        """Choose a story for ``feats`` among the indexed ones, or None for a new story.
+
+        ``vector``: the entry's meaning vector when the caller made it already."""
         for rule, table, value in (
             ("same_url", self._urls, feats.url),
             ("same_wire_text", self._wires, feats.wire),
@@ -240,8 +241,9 @@ class Matcher:
             if value and value in table and self._allowed(feats, table[value]):
                 return Decision(table[value], 1.0, {"rule": rule, "score": 1.0})
         query = prepare(feats, self.index.idf, self.index.idfs(feats.all_terms))
-        vector = self._vector(feats)
-        best: tuple[float, Signals, str] | None = None
+        if vector is None:
+            vector = self._vector(feats)
+        best: tuple[float, Signals, str, dict[str, object]] | None = None
         found = self.index.candidates(query.weights, MAX_CANDIDATES)
         self._last_found = (feats, found)
         for story_id in found:
@@ -253,9 +255,13 @@ class Matcher:
             # margin = score - threshold + bonus; a story is best only with a higher margin.
             threshold = threshold_for(story.size, self.config)
             bonus = 0.0
+            meaning: dict[str, object] = {}
             if vector is not None and self.semantic is not None:
                 sem = self.semantic.entry_link(vector, story_id, story.size)
-                bonus = SEMANTIC_WEIGHT * (sem - SEMANTIC_MID)
+                gap = None if story.newest is None else abs(feats.published - story.newest)
+                missed = entity_miss(query, story)
+                bonus, event = meaning_bonus(sem, gap, missed, len(feats.entities), self.config)
+                meaning = {"meaning": round(sem, 4), "same_event": event}
             floor = -math.inf if best is None else best[0] + threshold - bonus
             signals = score_above(
                 feats, query, story, self._cache.norm(story), self.index.df, self.config, floor
@@ -264,12 +270,12 @@ class Matcher:
                 continue
             margin = signals.score - threshold + bonus
             if best is None or margin > best[0]:
-                best = (margin, signals, story_id)
+                best = (margin, signals, story_id, meaning)
         self._last_query = (feats, query)
         if best is None:
             return Decision(None, 0.0, {"rule": "no_candidate", "score": 0.0})
-        margin, signals, story_id = best
-        evidence = {"rule": "score", **signals.evidence(), "candidate": story_id}
+        margin, signals, story_id, meaning = best
+        evidence = {"rule": "score", **signals.evidence(), **meaning, "candidate": story_id}
         if margin >= 0:
             return Decision(story_id, signals.score, evidence)
         return Decision(None, signals.score, {**evidence, "rule": "below_threshold"})
@@ -288,7 +294,6 @@ class Matcher:
         idf = self.index.idf
         query = self._query(feats)
         mass = unit_mass(query.weights, query.idfs.__getitem__)
-        vector = self._vector(feats)
         scored: list[tuple[float, list[str], str]] = []
         last = self._last_found
         if last is not None and last[0] is feats and LINK_CANDIDATES <= MAX_CANDIDATES:
@@ -303,9 +308,6 @@ class Matcher:
             if figures_conflict(feats.numbers, story.number_counts, story.number_kinds):
                 continue
             link, top = average_link(mass, 1, story.mass, story.size, idf)
-            if vector is not None and self.semantic is not None:
-                sem = self.semantic.entry_link(vector, story_id, story.size)
-                link = (1.0 - SEMANTIC_SHARE) * link + SEMANTIC_SHARE * sem
             link *= proximity(feats.published, story.newest)
             if link >= self.config.link_threshold:
                 scored.append((link, top, story_id))
@@ -332,11 +334,6 @@ class Matcher:
             if other is story or not self._may_merge(story, other):
                 continue
             link, top = average_link(story.mass, story.size, other.mass, other.size, idf)
-            if self.semantic is not None:
-                sem = self.semantic.story_link(
-                    story.story_id, story.size, other.story_id, other.size
-                )
-                link = (1.0 - SEMANTIC_SHARE) * link + SEMANTIC_SHARE * sem
             link *= proximity(story.newest, other.newest)
             if link >= self.config.link_threshold or self._alike(story, other, link):
                 scored.append((link, top, other))
@@ -365,12 +362,11 @@ class Matcher:
         return link >= config.relative_link * min(self._cache.cohesion(a), self._cache.cohesion(b))
 
     def _vector(self, feats: Features) -> Vector | None:
-        """The entry's sentence vector (computed once per entry) when the signal is on."""
+        """The entry's meaning vector when the signal is on (before ``shared_terms`` drops the
+        text it reads)."""
         if self.semantic is None:
             return None
-        if self._last_vector is None or self._last_vector[0] != feats:
-            self._last_vector = (feats, self.semantic.vector(feats.title))
-        return self._last_vector[1]
+        return self.semantic.vector(feats.meaning or feats.title)
 
     def _may_merge(self, a: StoryState, b: StoryState) -> bool:
         if a.newest is None or b.newest is None:
@@ -412,8 +408,10 @@ class Matcher:
         story_id: str,
         mass: dict[str, float] | None = None,
         observe: bool = True,
+        vector: Vector | None = None,
     ) -> None:
-        """Index ``feats`` under ``story_id``; ``mass`` and ``observe`` off when moving it."""
+        """Index ``feats`` under ``story_id``; ``mass`` and ``observe`` off when moving it;
+        ``vector``: its meaning vector, if the signal is on."""
         story = self.stories.get(story_id)
         if story is None:
             self._born += 1
@@ -426,7 +424,6 @@ class Matcher:
         if observe:
             self.index.observe(feats.all_terms)
         self._entry_story[feats.key] = story_id
-        vector = self._vector(feats)
         if vector is not None and self.semantic is not None:
             self.semantic.add(story_id, feats.key, vector)
         if feats.url:

@@ -257,6 +257,9 @@ class Features:
     url: str | None
     wire: str | None
     published: datetime
+    # What the meaning signal embeds: the title and the summary's lead. The index drops it once
+    # the entry's vector is made (``matcher.shared_terms``): only the vector is kept.
+    meaning: str = ""
 
     @property
     def title_terms(self) -> tuple[str, ...]:
@@ -326,4 +329,5 @@ def features(entry: Entry) -> Features:
         url=entry.url,
         wire=_wire_of(summary_words) if summary else None,
         published=entry.published,
+        meaning=text,
     )

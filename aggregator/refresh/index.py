@@ -33,9 +33,10 @@ from typing import Protocol
 
 from aggregator.exceptions import AggregatorError
 from aggregator.match import Matcher
+from aggregator.match.embedding import load_embedder
 from aggregator.match.text import Features
 from aggregator.storage.base import Storage
-from aggregator.types import Assignment
+from aggregator.types import DEFAULT_SEMANTIC, Assignment, SemanticSignal
 
 __all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex"]
 
@@ -102,11 +103,14 @@ class LocalStoryIndex:
         window: timedelta,
         now: datetime,
         max_entries: int | None = None,
+        semantic: SemanticSignal = DEFAULT_SEMANTIC,
     ) -> None:
-        """``max_entries``: the most entries held (see ``Matcher``); None for no bound."""
+        """``max_entries``: the most entries held (see ``Matcher``); None for no bound.
+        ``semantic``: the meaning signal (``settings.semantic``, ``match/embedding.py``)."""
         self.storage = storage
         self.window = window
         self.max_entries = max_entries
+        self.embedder = load_embedder(semantic)
         self._lock = threading.Lock()
         self._generation = 0
         self._load(now)
@@ -122,7 +126,7 @@ class LocalStoryIndex:
         # deduplicated).
         seq = storage.newest_seq()
         corrections = storage.corrections()
-        matcher = Matcher(window=self.window, max_entries=self.max_entries)
+        matcher = Matcher(window=self.window, max_entries=self.max_entries, embedder=self.embedder)
         for correction in corrections:
             if correction.kind == "merge":
                 matcher.merge(correction.target_story_id, correction.story_id)

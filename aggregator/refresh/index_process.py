@@ -26,6 +26,7 @@ from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
 from aggregator.refresh.processes import SPAWN, exit_with_parent, tune_collector
 from aggregator.storage import open_storage
 from aggregator.storage.base import Storage
+from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
 
 __all__ = ["StoryIndexProcess"]
 
@@ -54,10 +55,12 @@ class StoryIndexProcess:
         window: timedelta,
         clock: Callable[[], datetime],
         max_entries: int | None = None,
+        semantic: SemanticSignal = DEFAULT_SEMANTIC,
     ) -> None:
         self.storage_url = storage_url
         self.window = window
         self.max_entries = max_entries
+        self.semantic = semantic
         self.clock = clock
         self._send_lock = threading.Lock()  # one message on the pipe at a time, in order
         self._restart_lock = threading.Lock()
@@ -88,6 +91,7 @@ class StoryIndexProcess:
                 self.storage_url,
                 self.window,
                 self.max_entries,
+                self.semantic,
                 self.clock(),
                 os.getpid(),
             ),
@@ -255,6 +259,7 @@ def _serve(
     storage_url: str,
     window: timedelta,
     max_entries: int | None,
+    semantic: SemanticSignal,
     now: datetime,
     parent: int,
 ) -> None:
@@ -268,7 +273,7 @@ def _serve(
     storage: Storage | None = None
     try:
         storage = open_storage(storage_url)
-        index = LocalStoryIndex(storage, window, now, max_entries)
+        index = LocalStoryIndex(storage, window, now, max_entries, semantic)
     except StorageError as exc:
         conn.send(("storage_error", str(exc), 0))
         if storage is not None:
