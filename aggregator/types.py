@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 # Which meaning signal story matching uses (``settings.semantic``; ``aggregator.match.embedding``).
 SemanticSignal = Literal["static", "minilm", "off"]
@@ -32,6 +33,12 @@ class FeedSpec:
     interval: timedelta = timedelta(minutes=15)
     tags: tuple[str, ...] = ()
     priority: int = 0
+
+
+def url_identity(url: str) -> str:
+    """The form two feed URLs are compared in: scheme and host are case-insensitive."""
+    parts = urlsplit(url)
+    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
 from aggregator import USER_AGENT
-from aggregator.types import SemanticSignal
 from aggregator.config import _settings as d
 from aggregator.config._values import (
     DURATION_HINT,
@@ -27,6 +26,7 @@ from aggregator.config._values import (
     parse_size,
     shown,
 )
+from aggregator.types import SemanticSignal
 
 # A User-Agent is one header line; control characters would corrupt or split the request.
 _MAX_USER_AGENT = 512  # servers commonly reject header lines past a few kilobytes
