@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from aggregator.defaults import DEFAULT_INTERVAL
+
 # Which meaning signal story matching uses (``settings.semantic``; ``aggregator.match.embedding``).
 SemanticSignal = Literal["static", "minilm", "off"]
 
@@ -30,7 +32,7 @@ class FeedSpec:
 
     url: str
     name: str | None = None
-    interval: timedelta = timedelta(minutes=15)
+    interval: timedelta = DEFAULT_INTERVAL
     tags: tuple[str, ...] = ()
     priority: int = 0
 
