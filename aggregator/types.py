@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from aggregator.defaults import DEFAULT_INTERVAL
 
 # Which meaning signal story matching uses (``settings.semantic``; ``aggregator.match.embedding``).
 SemanticSignal = Literal["static", "minilm", "off"]
@@ -31,9 +34,15 @@ class FeedSpec:
 
     url: str
     name: str | None = None
-    interval: timedelta = timedelta(minutes=15)
+    interval: timedelta = DEFAULT_INTERVAL
     tags: tuple[str, ...] = ()
     priority: int = 0
+
+
+def url_identity(url: str) -> str:
+    """The form two feed URLs are compared in: scheme and host are case-insensitive."""
+    parts = urlsplit(url)
+    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 The server runs in its own processes (``workers`` asyncio protocol servers sharing one port
 through ``SO_REUSEPORT``), so it does not compete with the measured client for the GIL. The
-documents of ``benchmarks.feedgen`` are generated before the timed part (``prepare``) into a
+documents of ``aggregator.testing.feedgen`` are generated before the timed part (``prepare``) into a
 folder of files, so what a benchmark measures is the client, not the generator.
 
     with FeedServer(feeds=1000) as server:
@@ -31,7 +31,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from types import TracebackType
 
-from benchmarks import feedgen
+from aggregator.testing import feedgen
 
 # Server processes. One answers ~10k conditional requests/s here, more than the client can
 # send; two keep first-cycle bodies flowing while the client parses.

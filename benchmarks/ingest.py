@@ -2,7 +2,7 @@
 
     python -m benchmarks.ingest [--feeds N] [--runs R] [--smoke]
 
-N synthetic 50-entry feeds (``benchmarks.feedgen``) are read by:
+N synthetic 50-entry feeds (``aggregator.testing.feedgen``) are read by:
 
 - ``lxml`` alone (``etree.fromstring``, the floor for any XML feed parser);
 - ``feedparser`` alone, as ``parse_feed`` calls it (sanitising and resolving URIs) and with
@@ -37,8 +37,8 @@ from aggregator.match import Matcher
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
 from aggregator.parse.rss import parse_rss20
+from aggregator.testing import feedgen
 from aggregator.types import Entry
-from benchmarks import feedgen
 from benchmarks.feedserver import FeedServer
 from benchmarks.poll import DEFAULT_CONCURRENCY, median, poll_cycles
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.match_realistic [--feeds N] [--runs R] [--compare DIR]
 
-N synthetic 50-entry feeds (``benchmarks.feedgen``, ~80 KB each, every entry with a summary
+N synthetic 50-entry feeds (``aggregator.testing.feedgen``, ~80 KB each, every entry with a summary
 of ~80 words) are parsed and normalised once, outside the timing; then a fresh ``Matcher``
 assigns every entry, and only the ``assign`` calls are timed (CPU time of the process). Feeds
 come in groups of four outlets telling the same stories, so the B-cubed scores against that
@@ -31,8 +31,8 @@ from aggregator.match import Matcher
 from aggregator.match.prior import prior_idf
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
+from aggregator.testing import feedgen
 from aggregator.types import Entry
-from benchmarks import feedgen
 from benchmarks.data import cluster_scores
 
 DEFAULT_FEEDS = 40

@@ -3,7 +3,7 @@
     python -m benchmarks.poll [--feeds N] [--runs R] [--first-runs F] [--concurrency C]
                               [--prefill M] [--postgres URL] [--smoke]
 
-N synthetic feeds (``benchmarks.feedgen``) are served by ``benchmarks.feedserver`` on
+N synthetic feeds (``aggregator.testing.feedgen``) are served by ``benchmarks.feedserver`` on
 127.0.0.1. Each first run opens a fresh temporary SQLite storage with ``open_runtime`` and
 polls every feed once (everything new: fetch, parse, normalise, match, store), then runs R
 steady cycles (95 % of the feeds answer 304 or byte-identical bodies, 5 % carry two new

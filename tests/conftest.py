@@ -1,6 +1,6 @@
 """Fixtures shared by the test files: storage on SQLite and on PostgreSQL.
 
-Record builders live in ``factories``; the synthetic news feeds in ``benchmarks.feedgen``.
+Record builders live in ``factories``; the synthetic news feeds in ``aggregator.testing.feedgen``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks import feedgen, ingest, peer, poll
+from aggregator.testing import feedgen
+from benchmarks import ingest, peer, poll
 from benchmarks.feedserver import FeedServer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from servers import LoopbackServer, Reply
 
-from aggregator.demo import DEMO_FEEDS, _feed_bytes
+from aggregator.cli.demo import DEMO_FEEDS, _feed_bytes
 
 # A generous bound for a subprocess to start, poll loopback feeds and publish on a busy machine.
 SERVICE_START_SECONDS = 30

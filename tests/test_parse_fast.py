@@ -7,7 +7,7 @@ import time
 import pytest
 from differential import FIXTURES, assert_same_as_feedparser, fast_result
 
-from benchmarks import feedgen
+from aggregator.testing import feedgen
 
 DC = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
 CONTENT = 'xmlns:content="http://purl.org/rss/1.0/modules/content/"'

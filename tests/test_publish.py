@@ -27,7 +27,7 @@ from aggregator.publish import (
     sources_html,
     write_outputs,
 )
-from aggregator.publish._common import safe_url
+from aggregator.publish.links import safe_url
 from aggregator.stories import build_story
 from aggregator.types import Story, StorySource
 

@@ -58,8 +58,8 @@ def feeds_add(
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
 ) -> None:
     """Check that a feed fetches and parses, then append it to feeds.yml (comments kept)."""
+    from aggregator.feedlist import add_feed_to_config, discover_feed
     from aggregator.runtime import make_fetcher
-    from aggregator.sources import add_feed_to_config, discover_feed
 
     config = load()
 
@@ -81,7 +81,7 @@ def feeds_remove(
     url_or_name: Annotated[str, typer.Argument(help="The feed's URL or its name.")],
 ) -> None:
     """Remove a feed from feeds.yml (its stored entries and stories stay)."""
-    from aggregator.sources import remove_feed_from_config
+    from aggregator.feedlist import remove_feed_from_config
 
     config = load()
     try:
@@ -96,7 +96,7 @@ def feeds_import_opml(
     file: Annotated[Path, typer.Argument(help="An OPML subscription list.")],
 ) -> None:
     """Add every feed of an OPML file to feeds.yml (categories become tags)."""
-    from aggregator.sources import import_opml
+    from aggregator.feedlist import import_opml
 
     config = load()
     try:
@@ -113,7 +113,7 @@ def feeds_export_opml(
     ] = None,
 ) -> None:
     """Print the configured feeds as OPML 2.0 (tags become categories)."""
-    from aggregator.sources import export_opml
+    from aggregator.feedlist import export_opml
 
     data = export_opml(load())
     if output is None:

@@ -33,10 +33,9 @@ from aggregator.config._values import (
     format_duration,
     resolve_path,
     storage_url,
-    url_identity,
 )
 from aggregator.exceptions import ConfigError
-from aggregator.types import FeedSpec
+from aggregator.types import FeedSpec, url_identity
 
 # Past this many problems the file is probably not a feeds.yml at all; more lines would bury
 # the first, most useful ones.

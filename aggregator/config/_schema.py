@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
-from aggregator import USER_AGENT
+from aggregator import USER_AGENT, defaults
 from aggregator.config import _settings as d
 from aggregator.config._values import (
     DURATION_HINT,
@@ -26,7 +26,7 @@ from aggregator.config._values import (
     parse_size,
     shown,
 )
-from aggregator.types import SemanticSignal
+from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
 
 # A User-Agent is one header line; control characters would corrupt or split the request.
 _MAX_USER_AGENT = 512  # servers commonly reject header lines past a few kilobytes
@@ -98,20 +98,20 @@ class SettingsModel(BaseModel):
 
     storage: Annotated[str, AfterValidator(check_storage)] = d.DEFAULT_STORAGE
     output: Text = d.DEFAULT_OUTPUT
-    interval: Duration = d.DEFAULT_INTERVAL
-    min_interval: Duration = d.DEFAULT_MIN_INTERVAL
-    max_interval: Duration = d.DEFAULT_MAX_INTERVAL
+    interval: Duration = defaults.DEFAULT_INTERVAL
+    min_interval: Duration = defaults.DEFAULT_MIN_INTERVAL
+    max_interval: Duration = defaults.DEFAULT_MAX_INTERVAL
     match_window: Duration = d.DEFAULT_MATCH_WINDOW
     match_max_entries: AtLeastOne = d.DEFAULT_MATCH_MAX_ENTRIES
-    semantic: SemanticSignal = d.DEFAULT_SEMANTIC
+    semantic: SemanticSignal = DEFAULT_SEMANTIC
     listen: Listen = (d.DEFAULT_LISTEN_HOST, d.DEFAULT_LISTEN_PORT)
     user_agent: Annotated[str, AfterValidator(_user_agent)] = USER_AGENT
     max_stories: AtLeastOne = d.DEFAULT_MAX_STORIES
-    concurrency: AtLeastOne = d.DEFAULT_CONCURRENCY
-    per_host: AtLeastOne = d.DEFAULT_PER_HOST
-    timeout: Duration = d.DEFAULT_TIMEOUT
-    deadline: Duration = d.DEFAULT_DEADLINE
-    max_bytes: Size = d.DEFAULT_MAX_BYTES
+    concurrency: AtLeastOne = defaults.DEFAULT_CONCURRENCY
+    per_host: AtLeastOne = defaults.DEFAULT_PER_HOST
+    timeout: Duration = defaults.DEFAULT_TIMEOUT
+    deadline: Duration = defaults.DEFAULT_DEADLINE
+    max_bytes: Size = defaults.DEFAULT_MAX_BYTES
     allow_networks: Annotated[list[Network], BeforeValidator(_one_or_many)] = []
 
 

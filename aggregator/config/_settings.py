@@ -1,6 +1,8 @@
 """The typed, resolved configuration that the rest of the service reads.
 
-Defaults live here as named constants so that feeds.yml, the README and the code agree.
+Defaults live here as named constants so that feeds.yml, the README and the code agree; those
+that the stages below ``config`` take as well (intervals, fetch limits) live in
+``aggregator.defaults``, the one place each is defined.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from aggregator import USER_AGENT
+from aggregator.defaults import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MIN_INTERVAL,
+    DEFAULT_PER_HOST,
+    DEFAULT_TIMEOUT,
+)
 from aggregator.types import DEFAULT_SEMANTIC, FeedSpec, SemanticSignal
 
 # The environment variable naming the feeds.yml to use when no path is given.
@@ -23,13 +35,6 @@ DEFAULT_CONFIG_FILE = "feeds.yml"
 # Beside feeds.yml, so one folder holds a whole installation (config, database, output).
 DEFAULT_STORAGE = "storage/aggregator.db"
 DEFAULT_OUTPUT = "storage/"
-# News feeds commonly declare a 15-minute TTL (the BBC's carry <ttl>15</ttl>).
-DEFAULT_INTERVAL = timedelta(minutes=15)
-# Politeness floor for adaptive polling: news outlets publish a few items an hour, so polling
-# more often than every 5 minutes mostly earns 304s and risks rate limiting.
-DEFAULT_MIN_INTERVAL = timedelta(minutes=5)
-# Even a feed that has gone quiet is looked at once a day.
-DEFAULT_MAX_INTERVAL = timedelta(hours=24)
 # Outlets report the same event within a day or two; an entry older than this is not matched
 # into a story (later developments become new stories).
 DEFAULT_MATCH_WINDOW = timedelta(hours=48)
@@ -38,28 +43,11 @@ DEFAULT_MATCH_WINDOW = timedelta(hours=48)
 # feeds never reach it in 48 hours; at 10,000 busy feeds the stories updated longest ago leave
 # the index early, and memory stays bounded instead of growing with the number of feeds.
 DEFAULT_MATCH_MAX_ENTRIES = 200_000
-# The meaning signal of story matching (``aggregator.match.embedding``), DEFAULT_SEMANTIC:
-# the static model shipped with the package; ``minilm`` (the full transformer, the ``semantic``
-# extra) or ``off`` (words alone) when chosen.
-__all__ = ["DEFAULT_SEMANTIC"]
 # Loopback only: serving beyond this machine is a deliberate choice made in feeds.yml.
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
 # About a day of merged world news from ten outlets; readers rarely page further back.
 DEFAULT_MAX_STORIES = 100
-# Fetches are network-bound, not CPU-bound: 16 at once polls a typical list of 10-50 feeds in
-# one or a few rounds while keeping sockets and memory (16 x max_bytes at worst) bounded.
-DEFAULT_CONCURRENCY = 16
-# Two connections per host, the long-standing HTTP politeness limit, so feeds that share a
-# host (several sections of one outlet) never burst at it.
-DEFAULT_PER_HOST = 2
-# Per connect/read: a healthy feed server answers within seconds; 20 s tolerates a slow one.
-DEFAULT_TIMEOUT = timedelta(seconds=20)
-# The whole fetch, redirects and body included; a trickling server cannot hold a slot longer.
-DEFAULT_DEADLINE = timedelta(seconds=60)
-# Large real news feeds are 1-2 MB uncompressed; 10 MiB leaves headroom while capping a
-# decompression bomb.
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

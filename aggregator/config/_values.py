@@ -145,12 +145,6 @@ def check_feed_url(text: str) -> str:
     return url
 
 
-def url_identity(url: str) -> str:
-    """The form two feed URLs are compared in: scheme and host are case-insensitive."""
-    parts = urlsplit(url)
-    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
-
-
 def check_storage(text: str) -> str:
     """Validate the ``storage`` setting: a database URL of a known driver, or a file path."""
     value = text.strip()

@@ -42,6 +42,13 @@ from urllib.parse import urljoin
 import httpx
 
 from aggregator import USER_AGENT
+from aggregator.defaults import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PER_HOST,
+    DEFAULT_TIMEOUT,
+)
 from aggregator.exceptions import FetchError
 from aggregator.fetch._decode import ACCEPT_ENCODING, BodyTooLarge, BoundedDecoder, DecodeFailed
 from aggregator.fetch._errors import describe
@@ -67,15 +74,6 @@ ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, "
     "application/feed+json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
 )
-# Per-read inactivity limit; a feed server that is silent this long is not coming back soon.
-DEFAULT_TIMEOUT = 20.0
-# Whole-fetch limit, redirects and body included (Miniflux uses 20 s for the request alone).
-DEFAULT_DEADLINE = 60.0
-# Large real feeds (full-content podcasts, big news sites) stay under 5 MiB; twice that is room.
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_CONCURRENCY = 16
-# Two parallel requests per host is what browsers' politeness guides and reader-style tools use.
-DEFAULT_PER_HOST = 2
 # Browsers allow ~20; a feed behind more than five hops is broken, and each hop costs a connect.
 DEFAULT_MAX_REDIRECTS = 5
 # Idle kept-alive connections are dropped after this long (httpx's own default).
@@ -134,8 +132,8 @@ class Fetcher:
         self,
         *,
         user_agent: str = USER_AGENT,
-        timeout: float = DEFAULT_TIMEOUT,
-        deadline: float = DEFAULT_DEADLINE,
+        timeout: float = DEFAULT_TIMEOUT.total_seconds(),
+        deadline: float = DEFAULT_DEADLINE.total_seconds(),
         max_bytes: int = DEFAULT_MAX_BYTES,
         concurrency: int = DEFAULT_CONCURRENCY,
         per_host: int = DEFAULT_PER_HOST,

@@ -1,4 +1,4 @@
-"""Helpers every renderer shares: text cleaning, URL policy, dates, ids and item order."""
+"""Helpers every renderer shares: text cleaning, dates, ids and item order."""
 
 from __future__ import annotations
 
@@ -6,51 +6,20 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from aggregator.publish.links import safe_url
 from aggregator.stories import representative_key
 from aggregator.types import Story, StorySource
 
 # Characters XML 1.0 forbids outright (§2.2); ElementTree would write them and produce a document
 # no parser accepts, so they are removed from every string that came from a feed.
 _XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# A URL holding whitespace or control characters is either broken or an attempt to smuggle a
-# scheme past a filter ("java\tscript:"), so it is refused rather than repaired.
-_URL_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f]")
-LINK_SCHEMES = frozenset({"http", "https"})
 
 
 def clean_text(text: str) -> str:
     """``text`` without the characters XML cannot carry."""
     return _XML_FORBIDDEN.sub("", text)
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` when it is an absolute http(s) URL fit to be a link, else None.
-
-    Feed-supplied URLs with any other scheme (``javascript:``, ``data:``, ``file:``...) or
-    without a host are never emitted as links.
-    """
-    if not url or _URL_UNSAFE_CHARS.search(url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in LINK_SCHEMES or not parts.netloc:
-        return None
-    return url
-
-
-def is_safe_meta_url(url: str) -> bool:
-    """True for a configured feed URL: empty, relative (no scheme) or http(s)."""
-    if _URL_UNSAFE_CHARS.search(url):
-        return False
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        return False
-    return scheme == "" or scheme.lower() in LINK_SCHEMES
 
 
 def _utc(moment: datetime) -> datetime:

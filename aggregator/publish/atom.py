@@ -12,10 +12,10 @@ from aggregator.publish._common import (
     outlet_names,
     primary_url,
     rfc3339,
-    safe_url,
     story_urn,
 )
 from aggregator.publish.html import item_content_html
+from aggregator.publish.links import safe_url
 from aggregator.publish.meta import ATOM_FILENAME, FeedMeta
 from aggregator.types import Story
 

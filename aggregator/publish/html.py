@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
-from aggregator.publish._common import clean_text, rfc3339, safe_url
+from aggregator.publish._common import clean_text, rfc3339
+from aggregator.publish.links import safe_url
 from aggregator.types import Story, StorySource
 
 SOURCES_CLASS = "aggregator-sources"

@@ -7,7 +7,7 @@ from datetime import datetime
 from urllib.parse import urljoin
 
 from aggregator import __version__
-from aggregator.publish._common import is_safe_meta_url
+from aggregator.publish.links import is_safe_meta_url
 
 DEFAULT_TITLE = "aggregator — merged stories"
 DEFAULT_DESCRIPTION = (

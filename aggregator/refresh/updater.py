@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from aggregator.defaults import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL
 from aggregator.exceptions import FetchError, ParseError, StorageError
 from aggregator.fetch import Fetcher, HTTPStatusError, cache_floor
 from aggregator.normalise import TITLE_MAX_CHARS, plain_text, truncate
@@ -73,8 +74,8 @@ class RefreshResult:
 class PollPolicy:
     """The bounds within which a feed's interval adapts to its posting rate."""
 
-    min_interval: timedelta = timedelta(minutes=5)
-    max_interval: timedelta = timedelta(hours=24)
+    min_interval: timedelta = DEFAULT_MIN_INTERVAL
+    max_interval: timedelta = DEFAULT_MAX_INTERVAL
 
 
 def body_hash(content: bytes) -> str:

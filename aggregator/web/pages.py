@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from aggregator.health import feed_notes
 from aggregator.publish import sources_html
-from aggregator.publish._common import safe_url
+from aggregator.publish.links import safe_url
 from aggregator.types import FeedState, Story, StorySource
 
 # An hour: long enough that a reader checking in hourly sees what arrived since, short enough

@@ -9,8 +9,7 @@ from servers import LoopbackServer, Reply
 
 from aggregator.config import load_config
 from aggregator.exceptions import ConfigError, FeedError
-from aggregator.fetch import Fetcher
-from aggregator.sources import (
+from aggregator.feedlist import (
     add_feed_to_config,
     discover_feed,
     export_opml,
@@ -18,6 +17,7 @@ from aggregator.sources import (
     import_opml,
     remove_feed_from_config,
 )
+from aggregator.fetch import Fetcher
 
 FEEDS_YML = """\
 # Feeds for the newsroom dashboard.

@@ -1,15 +1,10 @@
-"""Managing the feed list: find a site's feed, add or remove feeds in feeds.yml, OPML in and out.
+"""Adding and removing feeds in feeds.yml, as text.
 
 feeds.yml is edited as text at positions ruamel.yaml's round-trip parser reports, never
 re-serialised whole, so the user's comments, order, quoting and indentation stay exactly as they
 were; only the lines of the added or removed feed change. The comment lines directly above a
 feed belong to it and leave with it. Every edit is validated with ``load_config_text`` before
 the file is replaced atomically, so a failed edit leaves the file untouched.
-
-OPML is read with defusedxml (no entity expansion, no external resources). Nested category
-outlines map to tags in order: a feed inside ``World > Europe`` gets ``tags: [World, Europe]``,
-and ``export_opml`` writes that nesting back, so import(export(config)) gives the same feeds
-(grouped by category; OPML has no place for a feed's interval or priority, so those stay out).
 """
 
 from __future__ import annotations
@@ -17,111 +12,21 @@ from __future__ import annotations
 import io
 import os
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from html.parser import HTMLParser
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from aggregator.config import Config, load_config_text
-from aggregator.config._values import url_identity
-from aggregator.exceptions import ConfigError, FeedError, FetchError, ParseError
-from aggregator.fetch import Fetcher
-from aggregator.parse import parse_feed
+from aggregator.exceptions import ConfigError
 from aggregator.publish import atomic_write_bytes
+from aggregator.types import url_identity
 
-__all__ = [
-    "FEED_LINK_TYPES",
-    "add_feed_to_config",
-    "add_feeds_to_config",
-    "discover_feed",
-    "export_opml",
-    "feed_links",
-    "import_opml",
-    "remove_feed_from_config",
-]
+__all__ = ["add_feed_to_config", "add_feeds_to_config", "remove_feed_from_config"]
 
-# The <link rel="alternate"> types of the formats parse_feed reads.
-FEED_LINK_TYPES = ("application/rss+xml", "application/atom+xml")
 _COMMENT = re.compile(r"\s*#")
-
-# -- autodiscovery ----------------------------------------------------------------------------
-
-
-class _LinkFinder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base: str | None = None
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "base" and self.base is None and values.get("href"):
-            self.base = values["href"]
-        elif tag == "link" and values.get("href"):
-            rels = values.get("rel", "").lower().split()
-            kind = values.get("type", "").split(";")[0].strip().lower()
-            if "alternate" in rels and kind in FEED_LINK_TYPES:
-                self.hrefs.append(values["href"].strip())
-
-
-def feed_links(page: str, page_url: str) -> list[str]:
-    """The absolute URLs of the RSS/Atom feeds an HTML page links to, in page order."""
-    finder = _LinkFinder()
-    finder.feed(page)
-    finder.close()
-    base = urljoin(page_url, finder.base) if finder.base else page_url
-    found = [urljoin(base, href) for href in finder.hrefs]
-    return [u for u in dict.fromkeys(found) if urlsplit(u).scheme in ("http", "https")]
-
-
-def _is_html(headers: Mapping[str, str], content: bytes) -> bool:
-    kind = str(headers.get("content-type", "")).lower()
-    if "html" in kind:
-        return True
-    head = content[:512].lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html"))
-
-
-async def _readable(fetcher: Fetcher, url: str) -> None:
-    result = await fetcher.fetch(url)
-    parse_feed(result.content or b"", result.headers, result.final_url)
-
-
-async def discover_feed(fetcher: Fetcher, url: str) -> str:
-    """The feed URL for ``url``: ``url`` itself when it is a feed, else the first feed linked
-    from the HTML page (``<link rel="alternate" type="application/rss+xml|atom+xml">``, relative
-    links resolved) that fetches and parses. Raises ``FeedError`` saying why none was found.
-    """
-    result = await fetcher.fetch(url)
-    content = result.content or b""
-    if not _is_html(result.headers, content):
-        try:
-            parse_feed(content, result.headers, result.final_url)
-        except ParseError as exc:
-            raise FeedError(url, f"is neither a feed nor an HTML page ({exc.message})") from exc
-        return url
-    links = feed_links(content.decode("utf-8", errors="replace"), result.final_url)
-    if not links:
-        raise FeedError(url, "the page links to no RSS or Atom feed")
-    problems = []
-    for link in links:
-        try:
-            await _readable(fetcher, link)
-        except (FetchError, ParseError) as exc:
-            problems.append(str(exc))
-            continue
-        return link
-    raise FeedError(url, "the page links to feeds but none could be read: " + "; ".join(problems))
-
-
-# -- editing feeds.yml as text ----------------------------------------------------------------
 
 
 def _read(path: Path) -> tuple[str, Config, Any]:
@@ -297,79 +202,3 @@ def remove_feed_from_config(path: str | os.PathLike[str], url_or_name: str) -> s
     if len(after.feeds) != len(config.feeds) - 1:  # pragma: no cover - guards the text surgery
         raise AssertionError(f"removing {removed} changed {file} unexpectedly")
     return removed
-
-
-# -- OPML -------------------------------------------------------------------------------------
-
-
-def _outline_feeds(
-    outline: ET.Element, path: tuple[str, ...], found: list[tuple[str, str | None, tuple[str, ...]]]
-) -> None:
-    for child in outline.iterfind("outline"):
-        url = (child.get("xmlUrl") or "").strip()
-        label = (child.get("title") or child.get("text") or "").strip()
-        if url:
-            if urlsplit(url).scheme not in ("http", "https"):
-                continue
-            categories = [
-                part.strip()
-                for value in (child.get("category") or "").split(",")
-                for part in value.split("/")
-                if part.strip()
-            ]
-            tags = tuple(dict.fromkeys([*path, *categories]))
-            found.append((url, label if label and label != url else None, tags))
-        else:
-            _outline_feeds(child, (*path, label) if label else path, found)
-
-
-def read_opml(
-    data: bytes, display: str = "<opml>"
-) -> list[tuple[str, str | None, tuple[str, ...]]]:
-    """``(url, name, tags)`` of every feed outline, categories (outer first) as tags."""
-    try:
-        root = SafeET.fromstring(data)
-    except (ET.ParseError, DefusedXmlException) as exc:
-        raise ConfigError(f"not a readable OPML file: {exc}", path=display) from exc
-    body = root.find("body")
-    if root.tag != "opml" or body is None:
-        raise ConfigError("not an OPML file (no <opml><body>)", path=display)
-    found: list[tuple[str, str | None, tuple[str, ...]]] = []
-    _outline_feeds(body, (), found)
-    return found
-
-
-def import_opml(
-    path_to_opml: str | os.PathLike[str], config_path: str | os.PathLike[str]
-) -> list[str]:
-    """Add every feed of an OPML subscription list to feeds.yml; return the URLs added.
-
-    Feeds already configured are skipped, so importing the same file twice adds nothing.
-    """
-    opml = Path(path_to_opml)
-    try:
-        data = opml.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot be read: {exc.strerror or exc}", path=str(opml)) from exc
-    return add_feeds_to_config(config_path, read_opml(data, str(opml)))
-
-
-def export_opml(config: Config, title: str = "aggregator feeds") -> bytes:
-    """The configured feeds as OPML 2.0, tags written as nested category outlines."""
-    root = ET.Element("opml", version="2.0")
-    ET.SubElement(ET.SubElement(root, "head"), "title").text = title
-    body = ET.SubElement(root, "body")
-    groups: dict[tuple[str, ...], ET.Element] = {(): body}
-    for feed in config.feeds:
-        parent = body
-        for depth in range(1, len(feed.tags) + 1):
-            key = feed.tags[:depth]
-            if key not in groups:
-                groups[key] = ET.SubElement(parent, "outline", text=key[-1], title=key[-1])
-            parent = groups[key]
-        attrs = {"type": "rss", "text": feed.name or feed.url, "xmlUrl": feed.url}
-        if feed.name:
-            attrs["title"] = feed.name
-        ET.SubElement(parent, "outline", attrs)
-    ET.indent(root)
-    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True)) + b"\n"

@@ -1,4 +1,7 @@
-"""Commands that poll and run: check, run, poll, inspect, demo."""
+"""Commands that read feeds: check feeds.yml, run the service, poll once, inspect, demo.
+
+``inspect`` and ``demo`` are built in ``inspect_feeds`` and ``demo``, imported when called.
+"""
 
 from __future__ import annotations
 
@@ -159,17 +162,17 @@ def inspect(
     sources: Annotated[list[str], typer.Argument(help="Feed URLs or local feed files.")],
 ) -> None:
     """Print the parsed, normalised entries of feeds as JSON lines (one object per entry)."""
-    from aggregator.inspect import inspect_sources
+    from aggregator.cli.inspect_feeds import inspect_feeds
 
     config = config_or_defaults()
-    for line in run_async(inspect_sources(config, sources)):
+    for line in run_async(inspect_feeds(config, sources)):
         out.print(json.dumps(line, ensure_ascii=False), soft_wrap=True, markup=False)
 
 
 @app.command()
 def demo() -> None:
     """Serve bundled sample feeds on 127.0.0.1, poll them and print the merged stories."""
-    from aggregator.demo import run_demo
+    from aggregator.cli.demo import run_demo
 
     found = run_async(run_demo())
     print_stories(found, explain=False)

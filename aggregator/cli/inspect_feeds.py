@@ -1,6 +1,6 @@
 """``aggregator inspect``: show what the pipeline makes of a feed, for "why does it look wrong?".
 
-Each source (URL or local file) yields JSON-ready dicts: one per entry, or one with an
+Each feed (URL or local file) yields JSON-ready dicts: one per entry, or one with an
 ``error`` when the feed could not be read or parsed. Nothing is stored.
 """
 
@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aggregator.cli._common import iso
 from aggregator.config import Config
 from aggregator.exceptions import FeedError
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
 from aggregator.runtime import make_fetcher
 from aggregator.types import Entry
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def entry_to_json(entry: Entry) -> dict[str, Any]:
@@ -34,15 +31,15 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
         "url": entry.url,
         "link": entry.link,
         "author": entry.author,
-        "published": _iso(entry.published),
-        "updated": _iso(entry.updated),
-        "first_seen": _iso(entry.first_seen),
+        "published": iso(entry.published),
+        "updated": iso(entry.updated),
+        "first_seen": iso(entry.first_seen),
         "content_hash": entry.content_hash,
     }
 
 
-def _is_url(source: str) -> bool:
-    return urlsplit(source).scheme in ("http", "https")
+def _is_url(feed: str) -> bool:
+    return urlsplit(feed).scheme in ("http", "https")
 
 
 def _entries(content: bytes, headers: dict[str, str], url: str, name: str) -> list[dict[str, Any]]:
@@ -55,25 +52,25 @@ def _entries(content: bytes, headers: dict[str, str], url: str, name: str) -> li
     return lines
 
 
-async def inspect_sources(config: Config, sources: Sequence[str]) -> list[dict[str, Any]]:
-    """Parsed, normalised entries of every source, in order; errors as ``{"feed", "error"}``."""
+async def inspect_feeds(config: Config, feeds: Sequence[str]) -> list[dict[str, Any]]:
+    """Parsed, normalised entries of every feed, in order; errors as ``{"feed", "error"}``."""
     lines: list[dict[str, Any]] = []
     async with make_fetcher(config) as fetcher:
-        for source in sources:
+        for feed in feeds:
             try:
-                if _is_url(source):
-                    result = await fetcher.fetch(source)
+                if _is_url(feed):
+                    result = await fetcher.fetch(feed)
                     content = result.content or b""
                     headers = dict(result.headers)
                     url = result.final_url
                 else:
-                    path = Path(source)
+                    path = Path(feed)
                     content = await asyncio.to_thread(path.read_bytes)
                     headers = {}
                     url = path.resolve().as_uri()
-                lines.extend(await asyncio.to_thread(_entries, content, headers, url, source))
+                lines.extend(await asyncio.to_thread(_entries, content, headers, url, feed))
             except FeedError as exc:
-                lines.append({"feed": source, "error": exc.message})
+                lines.append({"feed": feed, "error": exc.message})
             except OSError as exc:
-                lines.append({"feed": source, "error": f"cannot read file: {exc.strerror}"})
+                lines.append({"feed": feed, "error": f"cannot read file: {exc.strerror}"})
     return lines
