@@ -1,11 +1,16 @@
 """Replay a labelled stream through the real Matcher and report how well it groups stories.
 
     python -m benchmarks.match [--data FILE.tsv] [--stsb DIR] [--seed N] [--no-extra]
+                               [--semantic static|minilm|off] [--compare]
 
-Prints B-cubed and pairwise precision/recall/F1, entries/s of matching alone and peak memory;
-with the default data also the cross-check streams (another replay seed, a stream derived
-from STS-B pairs) and the ROC AUC of ``Matcher.pair_score`` on STS-B pairs scored >= 4 versus
-the rest. The last line is ``B3 precision=P recall=R f1=F entries_per_s=N`` for ``--data``.
+The matcher runs with the meaning signal the service uses by default (``static``) unless
+``--semantic`` names another; ``--compare`` replays the ``--data`` stream with each of off,
+static and minilm (when its extra is installed) in one run, side by side. Prints B-cubed and
+pairwise precision/recall/F1, entries/s of matching (embedding each entry included) and peak
+memory; with the default data also the cross-check streams (another replay seed, a stream
+derived from STS-B pairs) and the ROC AUC of ``Matcher.pair_score`` on STS-B pairs scored >= 4
+versus the rest. The last line is ``B3 precision=P recall=R f1=F entries_per_s=N`` for
+``--data`` with the chosen signal.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.match import MatchConfig, Matcher, build
-from aggregator.match.semantic import Embedder
+from aggregator.match.embedding import SEMANTIC_SIGNALS, check_available, load_embedder
+from aggregator.match.semantic import Embedder, SemanticUnavailable
+from aggregator.types import DEFAULT_SEMANTIC
 from benchmarks.data import (
     REPLAY_START,
     SHARED_DATA,
@@ -86,6 +93,17 @@ def replay(
     return Run(cluster_scores(truth, final), len(stream), len(set(final)), elapsed, final)
 
 
+def compare(stream: Sequence[Labelled], name: str) -> None:
+    """Replay ``stream`` with each meaning signal available here, one line each."""
+    for signal in SEMANTIC_SIGNALS:
+        try:
+            check_available(signal)
+        except SemanticUnavailable as exc:
+            print(f"{name} semantic={signal}: skipped ({exc})")
+            continue
+        print(describe(f"{name} semantic={signal}", replay(stream, embedder=load_embedder(signal))))
+
+
 def _final(folded: dict[str, str], story_id: str) -> str:
     while story_id in folded:
         story_id = folded[story_id]
@@ -127,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stsb", type=Path, default=None, help="STS-B headlines folder")
     parser.add_argument("--seed", type=int, default=0, help="replay shuffle seed")
     parser.add_argument("--no-extra", action="store_true", help="skip cross-check streams")
+    parser.add_argument(
+        "--semantic", choices=SEMANTIC_SIGNALS, default=DEFAULT_SEMANTIC, help="meaning signal"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="replay --data with every meaning signal"
+    )
     args = parser.parse_args(argv)
 
     data = args.data or DEFAULT_DATA
@@ -134,12 +158,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: labelled data not found at {data}")
         return 0
     stsb = args.stsb or DEFAULT_STSB
-    print(f"match index: {build()}")
-    run = replay(load_tsv(data, seed=args.seed))
-    print(describe(f"{data.name} seed={args.seed}", run))
+    try:
+        check_available(args.semantic)
+    except SemanticUnavailable as exc:
+        print(f"--semantic: {exc}", file=sys.stderr)
+        return 2
+    embedder = load_embedder(args.semantic)
+    print(f"match index: {build()}; meaning signal: {args.semantic}")
+    stream = load_tsv(data, seed=args.seed)
+    if args.compare:
+        compare(stream, f"{data.name} seed={args.seed}")
+    run = replay(stream, embedder=embedder)
+    print(describe(f"{data.name} seed={args.seed} semantic={args.semantic}", run))
     if not args.no_extra:
         if args.data is None:
-            other = replay(load_tsv(data, seed=args.seed + 1))
+            other = replay(load_tsv(data, seed=args.seed + 1), embedder=embedder)
             print(describe(f"{data.name} seed={args.seed + 1} (cross-check)", other))
         if stsb.is_dir():
             with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows = stsb_stream(stsb)
                 write_tsv(rows, path)
                 stream = load_tsv(path)
-                derived = replay(stream)
+                derived = replay(stream, embedder=embedder)
                 print(describe("stsb-derived stream (cross-check)", derived))
             # By entry id: the TSV round trip escapes quotes in some headlines.
             title_of = {row["entry_id"]: row["title"] for row in rows}

@@ -8,7 +8,8 @@ similarity (TF-IDF over the matcher's own terms; with ``--semantic`` also the al
 cosine of the ``semantic`` extra, and the mean of the two) and each linkage (average, complete,
 weighted, single), the merge threshold is swept and the best B-cubed F1 among cuts with
 precision >= ``PRECISION_FLOOR`` is printed, then the best F1 at any precision. The online
-``Matcher`` replays the same stream (``benchmarks.match``) in the same run.
+``Matcher`` replays the same stream (``benchmarks.match``, default meaning signal) in the same
+run.
 
 The last line is ``ceiling precision_floor=P offline_best_f1=F online_f1=G``: ``F`` is the
 best offline F1 at that precision over every similarity and linkage measured.
@@ -30,8 +31,10 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import csr_matrix
 from scipy.spatial.distance import squareform
 
+from aggregator.match.embedding import load_embedder
 from aggregator.match.semantic import CachedEmbedder, SemanticUnavailable, load_minilm
 from aggregator.match.text import features
+from aggregator.types import DEFAULT_SEMANTIC
 from benchmarks.data import Labelled, Scores, cluster_scores, load_tsv
 from benchmarks.match import DEFAULT_DATA, replay
 
@@ -153,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'':25} best at any P: {top.describe()}")
             if floor is not None:
                 overall = max(overall, floor.scores.b3_f1)
-    online = replay(stream).scores
+    online = replay(stream, embedder=load_embedder(DEFAULT_SEMANTIC)).scores
     semantic_online = replay(stream, embedder=embedder).scores if embedder else None
-    for name, scores in (("online", online), ("online semantic", semantic_online)):
+    for name, scores in (("online", online), ("online minilm", semantic_online)):
         if scores is not None:
             print(f"{name} matcher seed={args.seed}: {figures(scores)}")
     print(

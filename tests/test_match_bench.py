@@ -41,6 +41,33 @@ def test_benchmark_runs_on_a_tiny_tsv(tmp_path: Path, capsys: pytest.CaptureFixt
     assert float(fields["precision"]) == 1.0
 
 
+def test_compare_replays_with_each_meaning_signal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "tiny.tsv"
+    data.write_text(TINY, encoding="utf-8")
+    assert bench.main(["--data", str(data), "--no-extra", "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "meaning signal: static" in out.splitlines()[0]
+    for signal in ("off", "static"):
+        line = next(x for x in out.splitlines() if f"semantic={signal}:" in x)
+        assert "B3 P=1.000" in line
+    assert "semantic=minilm" in out  # measured, or skipped with the reason
+
+
+def test_unavailable_signal_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("the semantic extra is installed here")
+    data = tmp_path / "tiny.tsv"
+    data.write_text(TINY, encoding="utf-8")
+    assert bench.main(["--data", str(data), "--semantic", "minilm"]) == 2
+    assert "semantic extra" in capsys.readouterr().err
+
+
 def test_tsv_without_published_follows_the_replay_protocol(tmp_path: Path) -> None:
     data = tmp_path / "tiny.tsv"
     data.write_text(TINY, encoding="utf-8")

@@ -44,10 +44,26 @@ from (manual split). Two different entries of one feed may share a story: outlet
 update. The core decision is a pure function of the index and the entry (no clocks, no I/O);
 the window is measured on published times.
 
-Semantic signal (``semantic.py``, optional). Given an embedder (``Matcher(embedder=...)``, e.g.
-:func:`~aggregator.match.semantic.load_minilm` from the ``semantic`` extra), the mean cosine of
-sentence embeddings is added to the join score and blended into every average link. Without
-it nothing imports torch.
+Meaning (``embedding.py``, ``semantic.py``; ``settings.semantic``, on by default). Each entry's
+title and summary lead become one sentence vector (``static``: a static model distilled from
+all-MiniLM-L6-v2 and shipped with the package; ``minilm``: the full transformer; ``off``: none).
+Vectors are compared centred on the mean vector of the window, so unrelated reports score about
+0 whatever the feeds, and a story keeps the sum of its members' vectors, so the mean centred
+cosine of an entry to a story is one dot product. It moves the join margin by
+``W_MEANING * (cosine - MEANING_MID)``; the average links use words alone.
+
+Events (``score.py``). A story is one news event; reports of one event share who (named people,
+organisations, places), where, when (hours apart) and what (the meaning). The rule, both ways:
+- same actors (at least ``EVENT_MIN_ENTITIES`` named, the story mentioning all but
+  ``EVENT_MAX_MISS`` of them by IDF share), within ``EVENT_HOURS`` of the story's newest report
+  and alike in meaning (centred cosine at least ``EVENT_MEANING``) is strong evidence of one
+  event even with few shared words: ``EVENT_BONUS`` on the margin;
+- more than ``EVENT_DAY`` apart, similar meaning no longer counts for a join (only against), and
+  every further day takes ``DAY_PENALTY`` off the join score and off the average link: the same
+  people days later is another event (the phone call three days before the Ankara talks);
+- named entities the story never mentions cost ``ENTITY_PENALTY`` per IDF share (another place,
+  another company), and conflicting figures of one kind veto a join (``NUMBER_PENALTY``).
+The evidence of each join names the meaning similarity and whether the event rule held.
 
 Story merges the pipeline must persist: after storing the assignments of a batch, call
 :meth:`Matcher.take_merges` and apply each ``StoryMerge`` with

@@ -26,6 +26,7 @@ from aggregator.match.score import (
     MatchConfig,
     Query,
     Signals,
+    days_apart,
     entity_miss,
     meaning_bonus,
     prepare,
@@ -309,6 +310,7 @@ class Matcher:
                 continue
             link, top = average_link(mass, 1, story.mass, story.size, idf)
             link *= proximity(feats.published, story.newest)
+            link -= days_apart(feats.published, story.newest) * self.config.day_penalty
             if link >= self.config.link_threshold:
                 scored.append((link, top, story_id))
         if not scored:
@@ -335,6 +337,7 @@ class Matcher:
                 continue
             link, top = average_link(story.mass, story.size, other.mass, other.size, idf)
             link *= proximity(story.newest, other.newest)
+            link -= days_apart(story.newest, other.newest) * self.config.day_penalty
             if link >= self.config.link_threshold or self._alike(story, other, link):
                 scored.append((link, top, other))
         scored.sort(key=lambda item: item[0], reverse=True)

@@ -1,0 +1,241 @@
+"""Named event-level cases for the matcher with its default meaning signal (the static model).
+
+A story is one news event: differently worded reports of one event merge; the same people in
+another event (a phone call three days earlier, another court's ruling, next week's figures)
+stay apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from aggregator.match import MatchConfig, Matcher
+from aggregator.match.embedding import StaticEmbedder, check_available, load_embedder
+from aggregator.match.score import EVENT_DAY, EVENT_HOURS, meaning_bonus
+from aggregator.match.semantic import SemanticState, SemanticUnavailable
+from tests.test_match import ANKARA, ASTANA_REPORTS, PHONE_CALL_REPORTS, entry
+
+HOUR = timedelta(hours=1)
+
+# Six agencies' reports of the Ankara talks (28 Sept 2017), worded as differently as they were:
+# few rare words shared beyond the leaders, the place and the day.
+SIX_AGENCIES = [
+    entry(
+        "afp.com",
+        "afp-2",
+        "Putin, Erdogan agree to deepen coordination on ending Syrian war",
+        ANKARA,
+        "Russian President Vladimir Putin and his Turkish counterpart Recep Tayyip Erdogan on "
+        "Thursday agreed to deepen their coordination to end the six-year war in Syria, after "
+        "talks in Ankara.",
+    ),
+    entry(
+        "tass.com",
+        "tass-2",
+        "Putin, Erdogan confirm readiness to implement agreements on Syria de-escalation zones",
+        ANKARA + 0.5 * HOUR,
+        "The presidents of Russia and Turkey confirmed their readiness to fully implement the "
+        "agreements reached in Astana on the de-escalation zones in Syria, Vladimir Putin told "
+        "reporters in Ankara.",
+    ),
+    entry(
+        "apnews.com",
+        "ap-2",
+        "Putin and Erdogan hold joint press conference in Ankara",
+        ANKARA + 0.7 * HOUR,
+        "Turkish President Recep Tayyip Erdogan and Russian President Vladimir Putin spoke to "
+        "reporters at the presidential palace in Ankara on Thursday after their talks on Syria "
+        "and trade.",
+    ),
+    entry(
+        "reuters.com",
+        "reuters-2",
+        "Turkey's Erdogan, Russia's Putin agree to strengthen cooperation on Syria",
+        ANKARA + 0.4 * HOUR,
+        "Turkish President Tayyip Erdogan and Russian President Vladimir Putin agreed on "
+        "Thursday to strengthen cooperation to end the war in Syria, Erdogan told a news "
+        "conference in Ankara.",
+    ),
+    entry(
+        "rferl.org",
+        "rferl-2",
+        "Putin, Erdogan Pledge To Closely Cooperate On Syria",
+        ANKARA + 2 * HOUR,
+        "Russian President Vladimir Putin and Turkish President Recep Tayyip Erdogan have "
+        "pledged to cooperate closely to end the conflict in Syria, after talks in the Turkish "
+        "capital.",
+    ),
+    entry(
+        "aa.com.tr",
+        "aa-2",
+        "Turkish, Russian leaders meet in Ankara on Syria, energy and trade",
+        ANKARA - 0.5 * HOUR,
+        "President Recep Tayyip Erdogan hosted Russian President Vladimir Putin in Ankara on "
+        "Thursday for talks on Syria, the TurkStream pipeline and bilateral trade.",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEmbedder:
+    return StaticEmbedder()
+
+
+def stories_of(matcher: Matcher, groups: dict[str, list]) -> dict[str, set[str]]:  # type: ignore[type-arg]
+    """Replay the groups' entries in published order; the set of stories each group got."""
+    tagged = sorted(
+        ((e, name) for name, entries in groups.items() for e in entries),
+        key=lambda pair: pair[0].published,
+    )
+    folded: dict[str, str] = {}
+    got: list[tuple[str, str]] = []
+    for e, name in tagged:
+        got.append((name, matcher.assign(e).story_id))
+        for merge in matcher.take_merges():
+            folded[merge.other] = merge.into
+
+    def final(story: str) -> str:
+        while story in folded:
+            story = folded[story]
+        return story
+
+    result: dict[str, set[str]] = {}
+    for name, story in got:
+        result.setdefault(name, set()).add(final(story))
+    return result
+
+
+@pytest.mark.parametrize("window", [timedelta(hours=48), timedelta(days=30)])
+def test_six_agencies_one_record_near_misses_apart(
+    static: StaticEmbedder, window: timedelta
+) -> None:
+    groups = {"ankara": SIX_AGENCIES, "phone": PHONE_CALL_REPORTS, "astana": ASTANA_REPORTS}
+    got = stories_of(Matcher(window=window, embedder=static), groups)
+    assert all(len(ids) == 1 for ids in got.values()), got
+    assert len(set.union(*got.values())) == 3, got
+
+
+# Near misses of the AllSides kind: the same people or institutions, another event.
+NEAR_MISSES = {
+    "vaccine authorisations a week apart": (
+        entry(
+            "a.com",
+            "fda-1",
+            "FDA authorizes Pfizer coronavirus vaccine for emergency use",
+            datetime(2020, 12, 11, 23, tzinfo=UTC),
+            "The Food and Drug Administration on Friday authorized the Pfizer and BioNTech "
+            "coronavirus vaccine for emergency use in people 16 and older.",
+        ),
+        entry(
+            "b.com",
+            "fda-2",
+            "FDA authorizes Moderna coronavirus vaccine for emergency use",
+            datetime(2020, 12, 18, 22, tzinfo=UTC),
+            "The Food and Drug Administration on Friday authorized Moderna's coronavirus "
+            "vaccine for emergency use, the second vaccine cleared in the United States.",
+        ),
+    ),
+    "weekly jobless claims": (
+        entry(
+            "a.com",
+            "claims-1",
+            "Weekly jobless claims fall to 576,000, a pandemic low",
+            datetime(2021, 4, 15, 12, 30, tzinfo=UTC),
+            "First-time claims for unemployment benefits fell to 576,000 last week, the Labor "
+            "Department said on Thursday, the lowest since the pandemic began.",
+        ),
+        entry(
+            "b.com",
+            "claims-2",
+            "Weekly jobless claims sink to new pandemic low of 547,000",
+            datetime(2021, 4, 22, 12, 30, tzinfo=UTC),
+            "First-time claims for unemployment benefits sank to 547,000 last week, the Labor "
+            "Department said on Thursday, another low since the pandemic began.",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NEAR_MISSES.values(), ids=NEAR_MISSES.keys())
+def test_same_people_another_event_stays_apart(static: StaticEmbedder, case: tuple) -> None:  # type: ignore[type-arg]
+    matcher = Matcher(window=timedelta(days=14), embedder=static)
+    first, second = (matcher.assign(e) for e in case)
+    assert second.story_id != first.story_id, second.evidence
+
+
+def test_evidence_names_the_meaning_similarity(static: StaticEmbedder) -> None:
+    matcher = Matcher(embedder=static)
+    matcher.assign(SIX_AGENCIES[0])
+    joined = matcher.assign(SIX_AGENCIES[3])
+    assert joined.evidence["rule"] == "score"
+    assert 0.3 < float(joined.evidence["meaning"]) <= 1.0  # type: ignore[arg-type]
+    assert "same_event" in joined.evidence
+
+
+def test_meaning_counts_only_against_a_join_after_a_day() -> None:
+    config = MatchConfig()
+    alike, unlike = 0.9, 0.0
+    hours = EVENT_HOURS / 2
+    assert meaning_bonus(alike, hours, 0.0, 5, config)[0] > 0
+    assert meaning_bonus(alike, EVENT_DAY + HOUR, 0.0, 5, config) == (0.0, False)
+    assert meaning_bonus(unlike, EVENT_DAY + HOUR, 0.0, 5, config)[0] < 0
+    assert meaning_bonus(unlike, hours, 0.0, 5, config)[0] < 0
+
+
+def test_event_rule_needs_actors_hours_and_meaning() -> None:
+    config = MatchConfig()
+    near = EVENT_HOURS / 2
+    assert meaning_bonus(0.8, near, 0.0, 4, config)[1]
+    assert not meaning_bonus(0.8, EVENT_HOURS + HOUR, 0.0, 4, config)[1]  # hours apart
+    assert not meaning_bonus(0.8, near, 0.0, 1, config)[1]  # who: too few named actors
+    assert not meaning_bonus(0.8, near, 0.9, 4, config)[1]  # the story names other actors
+    assert not meaning_bonus(0.1, near, 0.0, 4, config)[1]  # about something else
+    assert not meaning_bonus(0.8, None, 0.0, 4, config)[1]  # no time to judge by
+
+
+def test_centring_removes_the_direction_all_texts_share() -> None:
+    rng = np.random.default_rng(0)
+    common = np.zeros(16, dtype=np.float32)
+    common[0] = 8.0
+
+    def unit(v: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    state = SemanticState(lambda texts: [])
+    for i in range(400):
+        state.add(f"s{i}", ("f", str(i)), unit(common + rng.normal(size=16)))
+    unrelated = unit(common + rng.normal(size=16))
+    raw = float(np.dot(unrelated, state.member("s0", ("f", "0"))))  # type: ignore[arg-type]
+    centred = state.entry_link(unrelated, "s0", 1)
+    assert raw > 0.5  # the shared direction alone makes unrelated texts look alike
+    assert abs(centred) < raw - 0.3
+
+
+def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:
+    texts = [SIX_AGENCIES[0].title, SIX_AGENCIES[3].title, "Apple unveils a new iPhone", ""]
+    vectors = static(texts)
+    assert vectors.shape == (4, static.dimensions)
+    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5)
+    assert not vectors[3].any()  # nothing to embed: no direction
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    assert np.array_equal(static(texts[:1])[0], vectors[0])  # batch or not, the same vector
+
+
+def test_settings_choose_the_signal() -> None:
+    assert load_embedder("off") is None
+    assert isinstance(load_embedder("static"), StaticEmbedder)
+    assert load_embedder("static") is load_embedder("static")  # loaded once per process
+
+
+def test_minilm_without_its_extra_is_a_clear_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("the semantic extra is installed here")
+    with pytest.raises(SemanticUnavailable, match=r"settings\.semantic: minilm"):
+        check_available("minilm")
+    check_available("static")
+    check_available("off")
