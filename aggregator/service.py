@@ -98,11 +98,12 @@ class Service:
         )
         scheduler.start()
         log.info(
-            "service %s started: %d feeds, storage %s, match index %s",
+            "service %s started: %d feeds, storage %s, match index %s, meaning signal %s",
             self.worker,
             len(self.runtime.config.feeds),
             self.runtime.config.settings.storage_url,
             match_build(),
+            self.runtime.config.settings.semantic,
         )
         try:
             await self._publish()

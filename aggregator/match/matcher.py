@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -91,6 +91,8 @@ class Matcher:
         # decide()'s candidates for that entry, best first.
         self._last_found: tuple[Features, list[str]] | None = None
         self._merges: list[StoryMerge] = []
+        # Vectors embedded ahead by prime(), taken by the entry's next assign or replace.
+        self._primed: dict[EntryKey, Vector] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -100,6 +102,14 @@ class Matcher:
         vector = self._vector(feats)
         self._add(shared_terms(feats), self._resolve(story_id), vector=vector)
         self._keep_within_cap()
+
+    def prime(self, batch: Sequence[Features]) -> None:
+        """Embed the meaning of entries about to be assigned in one call (a feed's new entries):
+        per text, one call per entry costs several times as much as one call per batch."""
+        if self.semantic is None or not batch:
+            return
+        vectors = self.semantic.vectors([f.meaning or f.title for f in batch])
+        self._primed.update(zip((f.key for f in batch), vectors, strict=True))
 
     def assign(self, entry: Entry, feats: Features | None = None) -> Assignment:
         """Decide which story ``entry`` belongs to, add it there and return the decision.
@@ -244,6 +254,9 @@ class Matcher:
         query = prepare(feats, self.index.idf, self.index.idfs(feats.all_terms))
         if vector is None:
             vector = self._vector(feats)
+        prepared = None
+        if vector is not None and self.semantic is not None:
+            prepared = self.semantic.prepare(vector)
         best: tuple[float, Signals, str, dict[str, object]] | None = None
         found = self.index.candidates(query.weights, MAX_CANDIDATES)
         self._last_found = (feats, found)
@@ -257,8 +270,8 @@ class Matcher:
             threshold = threshold_for(story.size, self.config)
             bonus = 0.0
             meaning: dict[str, object] = {}
-            if vector is not None and self.semantic is not None:
-                sem = self.semantic.entry_link(vector, story_id, story.size)
+            if prepared is not None and self.semantic is not None:
+                sem = self.semantic.entry_link(prepared, story_id, story.size)
                 gap = None if story.newest is None else abs(feats.published - story.newest)
                 missed = entity_miss(query, story)
                 bonus, event = meaning_bonus(sem, gap, missed, len(feats.entities), self.config)
@@ -369,7 +382,8 @@ class Matcher:
         text it reads)."""
         if self.semantic is None:
             return None
-        return self.semantic.vector(feats.meaning or feats.title)
+        primed = self._primed.pop(feats.key, None)
+        return primed if primed is not None else self.semantic.vector(feats.meaning or feats.title)
 
     def _may_merge(self, a: StoryState, b: StoryState) -> bool:
         if a.newest is None or b.newest is None:

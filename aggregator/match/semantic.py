@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -79,6 +80,14 @@ class CachedEmbedder:
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class Meaning:
+    """An entry's vector prepared for comparison with stories (:meth:`SemanticState.prepare`)."""
+
+    vector: NDArray[np.float64]
+    dot_centre: float
+
+
 class SemanticState:
     """Per-story sums of member vectors, kept beside the term index by the Matcher.
 
@@ -101,6 +110,10 @@ class SemanticState:
         self._total: NDArray[np.float64] | None = None
         self._count = 0
         self._centre: tuple[NDArray[np.float64], float] | None = None
+
+    def vectors(self, texts: Sequence[str]) -> list[Vector]:
+        """The unit vectors of several texts, in one call of the embedder."""
+        return list(vectors(self._embed, texts))
 
     def vector(self, text: str) -> Vector:
         """The unit vector of one text."""
@@ -154,15 +167,24 @@ class SemanticState:
             self._centre = (mu, math.sqrt(spread))
         return self._centre
 
-    def entry_link(self, vector: Vector, story_id: str, size: int) -> float:
-        """Mean centred cosine between an entry and the story's members."""
+    def prepare(self, vector: Vector) -> Meaning | None:
+        """The entry's vector centred and made unit length, once for all its candidates (None
+        when it has no direction: no known token, or the centre itself)."""
+        mu, _ = self._mean()
+        entry = vector.astype(np.float64)
+        if mu.shape == entry.shape:
+            entry -= mu
+        norm = float(np.linalg.norm(entry))
+        if norm == 0.0:
+            return None
+        entry /= norm
+        return Meaning(entry, float(entry @ mu) if mu.shape == entry.shape else 0.0)
+
+    def entry_link(self, meaning: Meaning, story_id: str, size: int) -> float:
+        """Mean centred cosine between a prepared entry and the story's members."""
         total = self._sums.get(story_id)
         if total is None or not size:
             return 0.0
-        mu, spread = self._mean()
-        entry = vector - mu if mu.shape == vector.shape else vector
-        norm = float(np.linalg.norm(entry))
-        if norm == 0.0:
-            return 0.0
-        story = total - size * mu if mu.shape == total.shape else total
-        return float(np.dot(entry, story)) / (size * norm * spread)
+        _, spread = self._mean()
+        # (x - mu) . (S - n mu) = x.S - n x.mu, with x already centred and unit.
+        return (float(meaning.vector @ total) - size * meaning.dot_centre) / (size * spread)

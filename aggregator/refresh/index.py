@@ -149,6 +149,7 @@ class LocalStoryIndex:
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
         with self._lock:
             matcher = self._matcher
+            matcher.prime([*new, *changed])  # one embedding call for the feed's entries
             assignments = tuple(matcher.assign_features(feats) for feats in new)
             for feats in changed:
                 matcher.replace(feats)

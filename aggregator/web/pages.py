@@ -119,7 +119,7 @@ def evidence_rows(evidence: Mapping[str, Any]) -> list[EvidenceRow]:
 
     ``shared_terms`` and ``score`` come first because they explain the decision best.
     """
-    first = ("rule", "score", "shared_terms")
+    first = ("rule", "score", "meaning", "shared_terms")
     names = [n for n in first if n in evidence] + sorted(k for k in evidence if k not in first)
     return [EvidenceRow(str(name), _value(evidence[name])) for name in names]
 
