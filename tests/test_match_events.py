@@ -209,7 +209,9 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
         state.add(f"s{i}", ("f", str(i)), unit(common + rng.normal(size=16)))
     unrelated = unit(common + rng.normal(size=16))
     raw = float(np.dot(unrelated, state.member("s0", ("f", "0"))))  # type: ignore[arg-type]
-    centred = state.entry_link(unrelated, "s0", 1)
+    prepared = state.prepare(unrelated)
+    assert prepared is not None
+    centred = state.entry_link(prepared, "s0", 1)
     assert raw > 0.5  # the shared direction alone makes unrelated texts look alike
     assert abs(centred) < raw - 0.3
 
