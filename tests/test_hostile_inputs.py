@@ -1,0 +1,131 @@
+"""Hostile documents of issue #19: each one's bounded outcome, and that good feeds still flow.
+
+Parsing: a DOCTYPE repeated 60,000 times (quadratic in the old DTD pattern: minutes), one
+followed by 40,000 blanks, and a document of nested ``<a>`` elements that costs feedparser's
+loose parser seconds of CPU (minutes at 10 MB), which the per-document CPU budget stops.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from servers import LoopbackServer, Reply
+
+from aggregator.exceptions import ParseError
+from aggregator.fetch import Fetcher
+from aggregator.parse import neutralise_dtd, parse_feed
+from aggregator.refresh.parse_pool import ParsePool
+from aggregator.refresh.updater import Updater
+from aggregator.storage import open_storage
+from aggregator.types import FeedSpec
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+URL = "https://outlet.example/feed"
+RSS = (
+    b'<rss version="2.0"><channel><title>Outlet</title>'
+    b"<item><title>Storm hits coast</title><guid>a</guid></item></channel></rss>"
+)
+# The issue's reproduction: 60,000 DOCTYPE openings before a minimal feed (600 KB).
+DOCTYPES = b'<?xml version="1.0"?>' + b"<!DOCTYPE " * 60_000 + RSS
+BLANKS = b'<?xml version="1.0"?><!DOCTYPE' + b" " * 40_000 + RSS
+# 200,000 nested <a> in one description: about 1.5 s of CPU in feedparser's loose parser here
+# (7.7 us each, linear), far over the small budget the tests give.
+NESTED = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>Nested</title><item>'
+    b"<title>x</title><guid>1</guid><description>" + b"<a>" * 200_000 + b"</description>"
+    b"</item></channel></rss>"
+)
+# Linear work on these inputs is milliseconds; the old pattern took 8.5 s for 10,000 DOCTYPEs
+# and 1.8 s for the blanks. Generous for a busy 2-core machine.
+LINEAR_SECONDS = 0.5
+# The budget the tests give a parse; NESTED costs several times more.
+SMALL_BUDGET_S = 0.2
+BUDGET_ERROR = f"parsing took more than {SMALL_BUDGET_S:g} s of CPU time"
+CLI_SECONDS = 60
+
+
+def cpu_seconds_of(document: bytes) -> float:
+    started = time.process_time()
+    neutralise_dtd(document)
+    return time.process_time() - started
+
+
+@pytest.mark.parametrize("document", [DOCTYPES, BLANKS], ids=["doctypes", "blanks"])
+def test_doctype_defence_is_linear(document: bytes) -> None:
+    assert cpu_seconds_of(document) < LINEAR_SECONDS
+    # Twice the input stays within the same bound: no quadratic term.
+    assert cpu_seconds_of(document + document) < LINEAR_SECONDS
+    parsed = parse_feed(document, {}, URL)
+    assert parsed.title == "Outlet" and parsed.entries[0].title == "Storm hits coast"
+
+
+def test_a_parse_over_its_cpu_budget_is_a_parse_error() -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_feed(NESTED, {}, URL, cpu_seconds=SMALL_BUDGET_S)
+    assert caught.value.url == URL and caught.value.message == BUDGET_ERROR
+    # The timer is disarmed afterwards and the previous handler is back.
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
+
+
+async def test_the_parse_worker_enforces_the_budget_and_keeps_working() -> None:
+    async with ParsePool(workers=1, cpu_seconds=SMALL_BUDGET_S) as pool:
+        with pytest.raises(ParseError) as caught:
+            await pool.parse(NESTED, {}, URL, URL, NOW)
+        assert caught.value.message == BUDGET_ERROR
+        good = await pool.parse(RSS, {}, URL, URL, NOW)
+    assert good.entries[0].title == "Storm hits coast"
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as running:
+        yield running
+
+
+async def test_an_over_budget_feed_is_its_recorded_error_and_others_flow(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/nested", Reply(body=NESTED))
+    server.route("/doctypes", Reply(body=DOCTYPES))
+    server.route("/good", Reply(body=RSS))
+    urls = [server.url(p) for p in ("/nested", "/doctypes", "/good")]
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds([FeedSpec(u, interval=timedelta(minutes=10)) for u in urls], NOW)
+        async with (
+            Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher,
+            ParsePool(workers=1, cpu_seconds=SMALL_BUDGET_S) as pool,
+        ):
+            updater = Updater(storage, fetcher, match_window=timedelta(hours=48), parse_pool=pool)
+            await updater.refresh_many(storage.list_feeds())
+        states = {f.url: f for f in storage.list_feeds()}
+    finally:
+        storage.close()
+    nested = states[server.url("/nested")]
+    assert nested.error == BUDGET_ERROR and nested.failures == 1
+    assert nested.next_due is not None and nested.next_due > NOW
+    for url in urls[1:]:
+        assert states[url].error is None and states[url].title == "Outlet"
+
+
+def test_inspect_does_not_hang_on_many_doctypes(tmp_path: Path) -> None:
+    path = tmp_path / "doctypes.xml"
+    path.write_bytes(DOCTYPES)
+    (tmp_path / "feeds.yml").write_text("feeds: []\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "inspect", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=CLI_SECONDS,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Storm hits coast" in done.stdout
