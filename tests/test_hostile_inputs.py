@@ -7,6 +7,7 @@ loose parser seconds of CPU (minutes at 10 MB), which the per-document CPU budge
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -129,3 +130,62 @@ def test_inspect_does_not_hang_on_many_doctypes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Storm hits coast" in done.stdout
+
+
+# -- a malformed redirect ------------------------------------------------------------------------
+
+BAD_LOCATION = "http://[::1/bad"
+REDIRECT_ERROR = f"invalid redirect target {BAD_LOCATION!r}: Invalid IPv6 URL"
+INTERVAL = timedelta(minutes=10)
+
+
+async def test_a_malformed_redirect_is_the_feeds_recorded_error_with_back_off(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/bad-redirect", Reply.redirect(BAD_LOCATION))
+    server.route("/good", Reply(body=RSS))
+    bad, good = server.url("/bad-redirect"), server.url("/good")
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds([FeedSpec(bad, interval=INTERVAL), FeedSpec(good)], NOW)
+        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
+            updater = Updater(storage, fetcher, match_window=timedelta(hours=48))
+            for _ in range(2):
+                await updater.refresh_many([f for f in storage.list_feeds() if f.url == bad])
+            await updater.refresh_many([f for f in storage.list_feeds() if f.url == good])
+        states = {f.url: f for f in storage.list_feeds()}
+    finally:
+        storage.close()
+    state = states[bad]
+    assert state.error == REDIRECT_ERROR and state.failures == 2
+    assert state.last_polled is not None and state.next_due is not None
+    assert state.next_due - state.last_polled >= INTERVAL * 2  # backed off, not retried at once
+    assert states[good].error is None and states[good].title == "Outlet"
+
+
+def run_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=CLI_SECONDS,
+        env={**os.environ, "COLUMNS": "500"},
+    )
+
+
+def test_the_command_line_reports_a_malformed_redirect_without_a_traceback(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/bad-redirect", Reply.redirect(BAD_LOCATION))
+    bad = server.url("/bad-redirect")
+    (tmp_path / "feeds.yml").write_text(
+        f"settings:\n  allow_networks: [127.0.0.0/8]\nfeeds:\n  - url: {bad}\n"
+    )
+    for args in (["poll"], ["inspect", bad], ["feeds", "add", bad, "--name", "x"]):
+        done = run_cli(tmp_path, *args)
+        output = done.stdout + done.stderr
+        assert "Traceback" not in output and "ValueError" not in output, (args, output)
+        assert "invalid redirect target" in output, (args, output)
+    feeds = run_cli(tmp_path, "feeds")
+    assert feeds.returncode == 0 and "invalid redirect target" in feeds.stdout
