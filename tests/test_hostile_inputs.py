@@ -7,6 +7,7 @@ loose parser seconds of CPU (minutes at 10 MB), which the per-document CPU budge
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -189,3 +190,53 @@ def test_the_command_line_reports_a_malformed_redirect_without_a_traceback(
         assert "invalid redirect target" in output, (args, output)
     feeds = run_cli(tmp_path, "feeds")
     assert feeds.returncode == 0 and "invalid redirect target" in feeds.stdout
+
+
+# -- feed text that looks like console markup ----------------------------------------------------
+
+MARKUP_OUTLET = "Crash outlet [/oops] [link=https://evil.example/]ok[/link] :thumbs_up:"
+MARKUP_TITLE = "Storm [/x] [bold]hits[/bold] coast :smile:"
+
+
+def markup_feed() -> bytes:
+    return (
+        f'<rss version="2.0"><channel><title>{MARKUP_OUTLET}</title>'
+        f"<item><title>{MARKUP_TITLE}</title><guid>m1</guid>"
+        "<link>https://outlet.example/m1</link></item></channel></rss>"
+    ).encode()
+
+
+def test_feed_text_is_never_read_as_markup_on_the_command_line(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    from aggregator.cli._common import story_to_json
+
+    server.route("/markup", Reply(body=markup_feed()))
+    (tmp_path / "feeds.yml").write_text(
+        f"settings:\n  allow_networks: [127.0.0.0/8]\nfeeds:\n  - url: {server.url('/markup')}\n"
+    )
+    assert run_cli(tmp_path, "poll").returncode == 0
+    feeds = run_cli(tmp_path, "feeds")
+    assert feeds.returncode == 0, feeds.stderr
+    assert MARKUP_OUTLET in feeds.stdout
+    as_json = run_cli(tmp_path, "stories", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    storage = open_storage(f"sqlite:///{tmp_path / 'storage' / 'aggregator.db'}")
+    try:
+        stored = [story_to_json(s) for s in storage.recent_stories(20)]
+    finally:
+        storage.close()
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == stored
+    assert stored[0]["title"] == MARKUP_TITLE
+    # On a colour terminal: styled, but the feed's "[link=...]" is no hyperlink.
+    plain = subprocess.run(
+        [sys.executable, "-m", "aggregator", "stories"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=CLI_SECONDS,
+        env={**os.environ, "COLUMNS": "500", "FORCE_COLOR": "1", "TERM": "xterm-256color"},
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "\x1b]8;" not in plain.stdout and "\x1b[1m" in plain.stdout
+    assert MARKUP_TITLE in plain.stdout and MARKUP_OUTLET in plain.stdout

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from aggregator.cli._common import (
     load,
     open_storage_or_exit,
     out,
+    print_json_line,
     print_stories,
     run_async,
 )
@@ -166,7 +166,7 @@ def inspect(
 
     config = config_or_defaults()
     for line in run_async(inspect_feeds(config, sources)):
-        out.print(json.dumps(line, ensure_ascii=False), soft_wrap=True, markup=False)
+        print_json_line(line)
 
 
 @app.command()
