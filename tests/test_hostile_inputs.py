@@ -7,6 +7,7 @@ loose parser seconds of CPU (minutes at 10 MB), which the per-document CPU budge
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,11 +21,14 @@ from pathlib import Path
 import pytest
 from servers import LoopbackServer, Reply
 
-from aggregator.exceptions import ParseError
+from aggregator.config import Config, load_config
+from aggregator.config._source import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES, MAX_NESTING
+from aggregator.exceptions import ConfigError, ParseError
 from aggregator.fetch import Fetcher
 from aggregator.parse import neutralise_dtd, parse_feed
 from aggregator.refresh.parse_pool import ParsePool
 from aggregator.refresh.updater import Updater
+from aggregator.reload import ConfigWatcher
 from aggregator.storage import open_storage
 from aggregator.types import FeedSpec
 
@@ -240,3 +244,99 @@ def test_feed_text_is_never_read_as_markup_on_the_command_line(
     assert plain.returncode == 0, plain.stderr
     assert "\x1b]8;" not in plain.stdout and "\x1b[1m" in plain.stdout
     assert MARKUP_TITLE in plain.stdout and MARKUP_OUTLET in plain.stdout
+
+
+# -- configurations that are too deep or explode -------------------------------------------------
+
+DEEP_LINE = 4  # the line of the "[" brackets in deep_config
+RELOAD_FAST = 0.02
+RELOAD_WAIT = 5.0
+# A YAML alias bomb of 9 levels (about 450 bytes): 9^9 values once expanded, 10 GB in memory.
+ALIAS_LEVELS = 9
+# Its line where the expansion passes MAX_EXPANDED_NODES: a6, 9^7 values.
+ALIAS_LINE = 7
+# The bounds make these quick; unbounded, the 8-level bomb alone took 59 s.
+CHECK_SECONDS = 10
+
+
+def deep_config(depth: int) -> str:
+    return "settings: {}\nfeeds:\n  - url: https://x.example/f\n    tags: " + (
+        "[" * depth + "]" * depth + "\n"
+    )
+
+
+def alias_bomb() -> str:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, ALIAS_LEVELS)
+    ]
+    return "\n".join(lines) + "\nfeeds: []\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (deep_config(500), f"{DEEP_LINE}: nested more than {MAX_NESTING} levels deep"),
+        (deep_config(600), f"{DEEP_LINE}: nested more than {MAX_NESTING} levels deep"),
+        (alias_bomb(), f"{ALIAS_LINE}: more than {MAX_EXPANDED_NODES:,} values once aliases"),
+    ],
+    ids=["deep-500", "deep-600", "alias-bomb"],
+)
+def test_check_reports_a_hostile_config_as_file_line_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    (tmp_path / "feeds.yml").write_text(text)
+    started = time.monotonic()
+    done = run_cli(tmp_path, "check")
+    assert time.monotonic() - started < CHECK_SECONDS
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        line for line in done.stderr.strip().splitlines() if line.startswith("feeds.yml:")
+    ]
+    assert done.stderr.startswith("feeds.yml:" + problem), done.stderr
+
+
+def test_a_config_over_the_size_bound_is_refused(tmp_path: Path) -> None:
+    from aggregator.config import load_config_text
+
+    text = "feeds: []\n" + "#" * MAX_CONFIG_BYTES + "\n"
+    with pytest.raises(ConfigError, match=r"feeds.yml:1: is [\d,]+ bytes, over the 16 MiB limit"):
+        load_config_text(text, tmp_path / "feeds.yml")
+
+
+async def test_the_watcher_survives_hostile_edits_and_applies_later_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "feeds.yml"
+    path.write_text("feeds: []\n")
+    applied: list[Config] = []
+
+    def on_change(config: Config) -> None:
+        if any(f.name == "boom" for f in config.feeds):
+            raise RuntimeError("a bug while applying")
+        applied.append(config)
+
+    watcher = ConfigWatcher(path, on_change, interval=RELOAD_FAST, current=load_config(path))
+    task = asyncio.create_task(watcher.run())
+    try:
+        for text in (
+            deep_config(600),
+            alias_bomb(),
+            "feeds:\n  - url: https://x.example/f\n    name: boom\n",
+        ):
+            path.write_text(text)
+            await asyncio.sleep(RELOAD_FAST * 10)
+            assert not task.done()
+        path.write_text("feeds:\n  - url: https://good.example/feed\n")
+        deadline = time.monotonic() + RELOAD_WAIT
+        while not applied and time.monotonic() < deadline:
+            await asyncio.sleep(RELOAD_FAST)
+        assert [f.url for f in applied[-1].feeds] == ["https://good.example/feed"]
+        assert not task.done()
+    finally:
+        watcher.stop()
+        await asyncio.wait_for(task, RELOAD_WAIT)
+    messages = [r.getMessage() for r in caplog.records if r.name == "aggregator.reload"]
+    assert any(f"nested more than {MAX_NESTING} levels deep" in m for m in messages)
+    assert any("values once aliases are expanded" in m for m in messages)
+    assert any("still watching" in m for m in messages)
