@@ -74,7 +74,14 @@ def run(
             service = Service(runtime, observer=metrics)
             stop = asyncio.Event()
             watcher = ConfigWatcher(config.path, service.apply_config, current=config)
-            web = create_app(runtime.storage, settings=config.settings, metrics=metrics)
+            bound_port = sock.getsockname()[1]  # the real port when 0 asked for a free one
+            shown = f"[{host}]" if ":" in host else host
+            web = create_app(
+                runtime.storage,
+                settings=config.settings,
+                metrics=metrics,
+                public_url=f"http://{shown}:{bound_port}/",
+            )
             tasks = [
                 asyncio.create_task(serve(web, host, port, stop, sock=sock)),
                 asyncio.create_task(watcher.run()),
