@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from servers import LoopbackServer, Reply
+from test_cli import aggregator
 
 from aggregator.config import Config, load_config
 from aggregator.config._source import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES, MAX_NESTING
@@ -126,13 +125,7 @@ def test_inspect_does_not_hang_on_many_doctypes(tmp_path: Path) -> None:
     path = tmp_path / "doctypes.xml"
     path.write_bytes(DOCTYPES)
     (tmp_path / "feeds.yml").write_text("feeds: []\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "aggregator", "inspect", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS,
-    )
+    done = run_cli(tmp_path, "inspect", str(path))
     assert done.returncode == 0, done.stderr
     assert "Storm hits coast" in done.stdout
 
@@ -169,14 +162,10 @@ async def test_a_malformed_redirect_is_the_feeds_recorded_error_with_back_off(
 
 
 def run_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS,
-        env={**os.environ, "COLUMNS": "500"},
+    done: subprocess.CompletedProcess[str] = aggregator(
+        *args, cwd=folder, env={"COLUMNS": "500"}, timeout=CLI_SECONDS
     )
+    return done
 
 
 def test_the_command_line_reports_a_malformed_redirect_without_a_traceback(
@@ -233,14 +222,8 @@ def test_feed_text_is_never_read_as_markup_on_the_command_line(
     assert [json.loads(line) for line in as_json.stdout.splitlines()] == stored
     assert stored[0]["title"] == MARKUP_TITLE
     # On a colour terminal: styled, but the feed's "[link=...]" is no hyperlink.
-    plain = subprocess.run(
-        [sys.executable, "-m", "aggregator", "stories"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS,
-        env={**os.environ, "COLUMNS": "500", "FORCE_COLOR": "1", "TERM": "xterm-256color"},
-    )
+    colour = {"COLUMNS": "500", "FORCE_COLOR": "1", "TERM": "xterm-256color"}
+    plain = aggregator("stories", cwd=tmp_path, env=colour, timeout=CLI_SECONDS)
     assert plain.returncode == 0, plain.stderr
     assert "\x1b]8;" not in plain.stdout and "\x1b[1m" in plain.stdout
     assert MARKUP_TITLE in plain.stdout and MARKUP_OUTLET in plain.stdout
