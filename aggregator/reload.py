@@ -4,7 +4,9 @@
 loaded and validated with ``load_config``; a valid file is handed to ``on_change`` (the service
 then calls ``storage.sync_feeds``: added feeds become due now, removed ones inactive, changed
 intervals apply). An invalid edit is logged once with its ``file:line: key: message`` error and
-the last valid configuration keeps running until the file is fixed.
+the last valid configuration keeps running until the file is fixed. An unexpected exception
+while loading or applying an edit is logged with its traceback and the watcher keeps watching:
+it never ends silently.
 
 The file is hashed on every look rather than trusting its modification time: some filesystems
 keep mtimes to 1-2 s, so two quick saves of the same size could otherwise go unnoticed, and
@@ -78,6 +80,11 @@ class ConfigWatcher:
             self.last_error = str(exc)
             log.error("%s; keeping the last valid configuration", exc)
             return False
+        except Exception as exc:  # a bug of ours: logged with its traceback, still watching
+            self._seen = digest
+            self.last_error = f"{self.path}: cannot be loaded: {exc!r}"
+            log.exception("%s; keeping the last valid configuration", self.last_error)
+            return False
         try:
             outcome = self.on_change(config)
             if inspect.isawaitable(outcome):
@@ -101,7 +108,10 @@ class ConfigWatcher:
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
             except TimeoutError:
-                await self.check()
+                try:
+                    await self.check()
+                except Exception:  # never a silently dead watcher: log it and keep looking
+                    log.exception("%s: checking for edits failed; still watching", self.path)
 
     def stop(self) -> None:
         """Make ``run()`` return after the current look."""

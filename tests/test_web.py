@@ -157,6 +157,10 @@ def metrics() -> Metrics:
     return Metrics()
 
 
+# The address the app is told it is published at; the test client's Host is testserver.
+PUBLIC = "http://news.example/"
+
+
 def asgi_client(app: Any) -> httpx.AsyncClient:
     """An HTTP client speaking to ``app`` in process, through httpx's ASGI transport."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
@@ -166,7 +170,9 @@ def asgi_client(app: Any) -> httpx.AsyncClient:
 async def client(
     storage: SqlStorage, config: Config, metrics: Metrics
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(storage, settings=config.settings, metrics=metrics, clock=lambda: NOW)
+    app = create_app(
+        storage, settings=config.settings, metrics=metrics, clock=lambda: NOW, public_url=PUBLIC
+    )
     async with asgi_client(app) as http:
         yield http
 
@@ -251,8 +257,8 @@ async def test_atom_feed_is_valid_and_cites_every_source(client: httpx.AsyncClie
     assert schema.validate(doc), schema.error_log
     assert _schematron_failures(doc) == []
     self_link = doc.find("{http://www.w3.org/2005/Atom}link[@rel='self']").get("href")
-    assert self_link.startswith("http://testserver/")
-    again = await client.get(self_link.removeprefix("http://testserver"))
+    assert self_link.startswith(PUBLIC)
+    again = await client.get("/" + self_link.removeprefix(PUBLIC))
     assert again.status_code == 200 and again.content == response.content
     parsed = feedparser.parse(response.content)
     assert [e.title for e in parsed.entries] == [
@@ -467,3 +473,18 @@ def test_bind_socket_reports_an_address_in_use() -> None:
             bind_socket("127.0.0.1", port)
     finally:
         taken.close()
+
+
+@pytest.mark.parametrize("path", ["/feed.atom", "/feed.rss", "/feed.json"])
+async def test_feed_links_ignore_a_forged_host_header(
+    client: httpx.AsyncClient, storage: SqlStorage, config: Config, path: str
+) -> None:
+    forged = await client.get(path, headers={"Host": "evil.example"})
+    assert forged.status_code == 200
+    assert "evil.example" not in forged.text and PUBLIC in forged.text
+    # Without a configured address, the listen address: still not the Host header.
+    app = create_app(storage, settings=config.settings)
+    async with asgi_client(app) as http:
+        default = await http.get(path, headers={"Host": "evil.example"})
+    assert "evil.example" not in default.text
+    assert f"http://{config.settings.listen}/" in default.text

@@ -32,8 +32,11 @@ app = typer.Typer(
 feeds_app = typer.Typer(help="Show the configured feeds and their health.")
 app.add_typer(feeds_app, name="feeds")
 
-out = Console()
-err = Console(stderr=True)
+# Feed text is never read as Rich markup, emoji codes or highlighted: a title holding "[/x]"
+# raised MarkupError and "[link=...]" became a live hyperlink (issue #19). Styles are applied
+# only through Text objects built here, never parsed out of strings.
+out = Console(markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
@@ -150,29 +153,39 @@ def story_to_json(story: Story) -> dict[str, Any]:
 
 
 def print_stories(found: Sequence[Story], *, explain: bool = False) -> None:
+    from rich.text import Text
+
     if not found:
         out.print("no stories yet")
         return
     for story in found:
         out.print(
-            f"[bold]{escape(story.title)}[/bold]  [dim]{story.id} · "
-            f"{len(story.sources)} source(s) · {short_time(story.first_published)}[/dim]"
+            Text.assemble(
+                (story.title, "bold"),
+                "  ",
+                (
+                    f"{story.id} · {len(story.sources)} source(s) · "
+                    f"{short_time(story.first_published)}",
+                    "dim",
+                ),
+            )
         )
         for source in story.sources:
             out.print(
-                f"  - {escape(source.feed_name)}: {escape(source.title)}"
-                f"  [dim]{short_time(source.published)}[/dim]"
+                Text.assemble(
+                    f"  - {source.feed_name}: {source.title}  ",
+                    (short_time(source.published), "dim"),
+                )
             )
             if source.url:
-                out.print(f"    {escape(source.url)}", highlight=False)
+                out.print(f"    {source.url}")
             if explain:
-                out.print(f"    entry {escape(source.entry_id)}", highlight=False)
+                out.print(f"    entry {source.entry_id}")
                 reason = json.dumps(dict(source.evidence), ensure_ascii=False, sort_keys=True)
-                out.print(f"    score {source.score:.3f}: {escape(reason)}", highlight=False)
+                out.print(f"    score {source.score:.3f}: {reason}")
         out.print()
 
 
-def escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+def print_json_line(value: Any) -> None:
+    """One JSON line on stdout, byte for byte what ``json.dumps`` gives (no console rewriting)."""
+    typer.echo(json.dumps(value, ensure_ascii=False))

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aggregator.cli._common import (
     EXIT_BAD_INPUT,
@@ -40,13 +41,14 @@ def feeds(ctx: typer.Context) -> None:
     table = Table("feed", "last poll", "status", "failures", "next due", "error / note")
     for feed in known:
         note = "; ".join(feed_notes(feed))
+        # Text cells: a feed's name and error are shown as written, never read as markup.
         table.add_row(
-            feed.display_name,
+            Text(feed.display_name),
             short_time(feed.last_polled),
             str(feed.status) if feed.status is not None else "-",
             str(feed.failures),
             short_time(feed.next_due),
-            note,
+            Text(note),
         )
     out.print(table)
 

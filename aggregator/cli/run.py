@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from aggregator.cli._common import (
     load,
     open_storage_or_exit,
     out,
+    print_json_line,
     print_stories,
     run_async,
 )
@@ -74,7 +74,14 @@ def run(
             service = Service(runtime, observer=metrics)
             stop = asyncio.Event()
             watcher = ConfigWatcher(config.path, service.apply_config, current=config)
-            web = create_app(runtime.storage, settings=config.settings, metrics=metrics)
+            bound_port = sock.getsockname()[1]  # the real port when 0 asked for a free one
+            shown = f"[{host}]" if ":" in host else host
+            web = create_app(
+                runtime.storage,
+                settings=config.settings,
+                metrics=metrics,
+                public_url=f"http://{shown}:{bound_port}/",
+            )
             tasks = [
                 asyncio.create_task(serve(web, host, port, stop, sock=sock)),
                 asyncio.create_task(watcher.run()),
@@ -166,7 +173,7 @@ def inspect(
 
     config = config_or_defaults()
     for line in run_async(inspect_feeds(config, sources)):
-        out.print(json.dumps(line, ensure_ascii=False), soft_wrap=True, markup=False)
+        print_json_line(line)
 
 
 @app.command()

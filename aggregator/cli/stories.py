@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from aggregator.cli._common import (
     load,
     open_storage_or_exit,
     out,
+    print_json_line,
     print_stories,
     story_to_json,
 )
@@ -35,7 +35,7 @@ def stories(
         storage.close()
     if as_json:
         for story in found:
-            out.print(json.dumps(story_to_json(story), ensure_ascii=False), soft_wrap=True)
+            print_json_line(story_to_json(story))
         return
     print_stories(found)
 

@@ -319,9 +319,11 @@ class Fetcher:
         hops.append(response.status_code)
         if len(hops) > self.max_redirects:
             raise RedirectError(url, f"too many redirects (more than {self.max_redirects})")
-        target = _checked_url(
-            url, urljoin(str(current), location), "redirect target", error=RedirectError
-        )
+        try:
+            joined = urljoin(str(current), location)
+        except ValueError as exc:  # urljoin refuses some malformed URLs, e.g. "http://[::1/x"
+            raise RedirectError(url, f"invalid redirect target {location!r}: {exc}") from exc
+        target = _checked_url(url, joined, "redirect target", error=RedirectError)
         if str(target) in visited:
             raise RedirectError(url, f"redirect loop: {target} was already visited")
         visited.add(str(target))

@@ -2,7 +2,8 @@
 
 ::
 
-    parse_feed (feed)  decode + DTD defence (decode)
+    parse_feed (feed)  within a CPU-time budget (budget)
+                       | decode + DTD defence (decode)
                        | lxml fast path by root element (formats: rss, atom; shared rules in fast)
                        | else feedparser (feedparser_adapter)
                        | feedparser-shaped mappings -> ParsedEntry / ParsedFeed (feed)
@@ -15,6 +16,7 @@ feedparser. The private feedparser names those rules need are imported in one mo
 ``feedparser_private``.
 """
 
+from aggregator.parse.budget import PARSE_CPU_SECONDS
 from aggregator.parse.decode import decode_document, neutralise_dtd
 from aggregator.parse.feed import ENTRY_ID_MAX_CHARS, parse_feed
 from aggregator.parse.feedparser_adapter import FEEDPARSER_OPTIONS
@@ -23,6 +25,7 @@ from aggregator.parse.formats import fast_parse
 __all__ = [
     "ENTRY_ID_MAX_CHARS",
     "FEEDPARSER_OPTIONS",
+    "PARSE_CPU_SECONDS",
     "decode_document",
     "fast_parse",
     "neutralise_dtd",

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aggregator.exceptions import ParseError
+from aggregator.parse.budget import PARSE_CPU_SECONDS, cpu_budget
 from aggregator.parse.decode import decode_document, neutralise_dtd
 from aggregator.parse.feedparser_adapter import parse_with_feedparser
 from aggregator.parse.formats import fast_parse
@@ -98,15 +99,26 @@ def _ttl(feed: Mapping[str, Any]) -> timedelta | None:
 
 
 def parse_feed(
-    content: bytes, headers: Mapping[str, str], url: str, *, fast_path: bool = True
+    content: bytes,
+    headers: Mapping[str, str],
+    url: str,
+    *,
+    fast_path: bool = True,
+    cpu_seconds: float | None = PARSE_CPU_SECONDS,
 ) -> ParsedFeed:
     """Parse a feed document; raise ``ParseError`` when ``content`` is not a feed.
 
     ``headers`` are the response headers (lower-case keys); ``url`` is where the document was
     found and is the base for relative links. ``ParsedFeed.warning`` says what feedparser or
     the encoding check had to recover from. ``fast_path=False`` always uses feedparser (the
-    differential tests compare the two).
+    differential tests compare the two). A parse that uses more than ``cpu_seconds`` of CPU
+    time raises ``ParseError`` (``budget.cpu_budget``; None for no budget).
     """
+    with cpu_budget(url, cpu_seconds):
+        return _parse(content, headers, url, fast_path)
+
+
+def _parse(content: bytes, headers: Mapping[str, str], url: str, fast_path: bool) -> ParsedFeed:
     if not content.strip():
         raise ParseError(url, "empty document")
     # Decode first so the DTD is found whatever the encoding (a UTF-16 bomb included).

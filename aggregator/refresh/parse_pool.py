@@ -15,12 +15,19 @@ A ``ParseError`` raised in a worker is raised again here with the same URL and m
 worker sends the two fields back: ``FeedError`` does not survive pickling as itself).
 A worker that dies (killed, out of memory) breaks the executor; the pool then starts a fresh
 one and retries that document once, so one poisoned document cannot stop the service.
+
+Each document is parsed within a CPU-time budget (``parse.budget``; over it, the document is a
+``ParseError`` for its feed). Should a parse be stuck in C code, where that budget's signal
+cannot interrupt it, the worker's CPU rlimit ends the worker at ``HARD_LIMIT_FACTOR`` times the
+budget, and the document is reported as one the parser process died on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import resource
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,11 +38,15 @@ from types import TracebackType
 from aggregator.exceptions import ParseError
 from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
-from aggregator.parse import parse_feed
+from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
 from aggregator.refresh.processes import SPAWN, exit_with_parent
 from aggregator.types import Entry
 
-__all__ = ["ParsePool", "Parsed", "default_workers", "parse_and_normalise"]
+__all__ = ["HARD_LIMIT_FACTOR", "ParsePool", "Parsed", "default_workers", "parse_and_normalise"]
+
+# The worker's CPU rlimit, as a multiple of the parse budget (plus one second, its granularity):
+# only a parse the budget's timer could not interrupt gets there, and it ends the worker.
+HARD_LIMIT_FACTOR = 2
 
 
 def default_workers() -> int:
@@ -65,11 +76,17 @@ class Parsed:
 
 
 def parse_and_normalise(
-    content: bytes, headers: Mapping[str, str], final_url: str, feed_url: str, now: datetime
+    content: bytes,
+    headers: Mapping[str, str],
+    final_url: str,
+    feed_url: str,
+    now: datetime,
+    cpu_seconds: float | None = PARSE_CPU_SECONDS,
 ) -> Parsed:
-    """Parse ``content`` (found at ``final_url``), normalise its entries for ``feed_url`` and
-    extract their matching features (one per entry, in the same order)."""
-    parsed = parse_feed(content, headers, final_url)
+    """Parse ``content`` (found at ``final_url``) within ``cpu_seconds`` of CPU time, normalise
+    its entries for ``feed_url`` and extract their matching features (one per entry, in the
+    same order)."""
+    parsed = parse_feed(content, headers, final_url, cpu_seconds=cpu_seconds)
     entries = tuple(normalise_entry(e, feed_url, now) for e in parsed.entries)
     dated = tuple(e.published for e in parsed.entries if e.published is not None)
     feats = tuple(features(e) for e in entries)
@@ -79,13 +96,30 @@ def parse_and_normalise(
 _Outcome = Parsed | tuple[str, str]
 
 
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _job(
-    content: bytes, headers: Mapping[str, str], final_url: str, feed_url: str, now: datetime
+    content: bytes,
+    headers: Mapping[str, str],
+    final_url: str,
+    feed_url: str,
+    now: datetime,
+    cpu_seconds: float | None,
 ) -> _Outcome:
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if cpu_seconds is not None:
+        limit = math.ceil(_cpu_used() + cpu_seconds * HARD_LIMIT_FACTOR) + 1
+        if hard == resource.RLIM_INFINITY or limit < hard:
+            resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
     try:
-        return parse_and_normalise(content, headers, final_url, feed_url, now)
+        return parse_and_normalise(content, headers, final_url, feed_url, now, cpu_seconds)
     except ParseError as exc:
         return (exc.url, exc.message)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _warm_up(parent: int) -> None:
@@ -103,10 +137,13 @@ def _warm_up(parent: int) -> None:
 class ParsePool:
     """A process pool for ``parse_and_normalise``; ``async with ParsePool() as pool``."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, *, cpu_seconds: float | None = PARSE_CPU_SECONDS
+    ) -> None:
         if workers is not None and workers <= 0:
             raise ValueError(f"workers must be positive, not {workers!r}")
         self.workers = workers or default_workers()
+        self.cpu_seconds = cpu_seconds
         self._executor: ProcessPoolExecutor | None = None
 
     def _start(self) -> ProcessPoolExecutor:
@@ -146,7 +183,7 @@ class ParsePool:
         if self._executor is None:
             raise RuntimeError("ParsePool must be used as 'async with ParsePool() as pool'")
         loop = asyncio.get_running_loop()
-        args = (content, dict(headers), final_url, feed_url, now)
+        args = (content, dict(headers), final_url, feed_url, now, self.cpu_seconds)
         for attempt in (1, 2):
             executor = self._executor or self._start()
             try:

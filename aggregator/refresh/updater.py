@@ -1,7 +1,9 @@
 """The updater: one refresh per due feed, from fetch to store (see the package docstring).
 
 A feed's failure is that feed's result: it is recorded in storage (status, error in words,
-consecutive failures, backed-off next poll), logged, and never stops the other feeds.
+consecutive failures, backed-off next poll), logged, and never stops the other feeds. So is an
+unexpected exception while fetching or parsing (a bug of ours): it is logged with its
+traceback, so it still surfaces, and recorded as the feed's error with back-off.
 A 304, or a 200 whose body is byte-identical to the last one, is neither parsed nor matched:
 only the feed's poll time and next due time are written.
 
@@ -148,6 +150,10 @@ class Updater:
             )
         except FetchError as exc:
             return await self._record_error(feed, exc, now, started)
+        except Exception as exc:  # a bug of ours: still the feed's error, with its traceback
+            log.exception("%s: unexpected error while fetching", feed.display_name)
+            unexpected = FetchError(feed.fetch_url, f"unexpected error while fetching: {exc!r}")
+            return await self._record_error(feed, unexpected, now, started)
 
         if result.not_modified or (
             result.content is not None and body_hash(result.content) == feed.body_hash
@@ -163,6 +169,10 @@ class Updater:
                 parsed = await self._parse(result, feed.url, now)
             except ParseError as exc:
                 return await self._record_error(feed, exc, now, started, status=result.status)
+            except Exception as exc:  # a bug of ours, or the worker's MemoryError
+                log.exception("%s: unexpected error while parsing", feed.display_name)
+                failed = ParseError(result.final_url, f"unexpected error while parsing: {exc!r}")
+                return await self._record_error(feed, failed, now, started, status=result.status)
             state = self._success_state(feed, result, now, parsed)
             changes = await self._match_and_store(feed, parsed, state)
         return RefreshResult(

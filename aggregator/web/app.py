@@ -80,8 +80,10 @@ class _Web:
         feeds_provider: FeedsProvider,
         clock: Clock,
         title: str,
+        public_url: str,
     ) -> None:
         self.storage = storage
+        self.public_url = public_url
         self.settings = settings
         self.metrics = metrics
         self.feeds_provider = feeds_provider
@@ -135,8 +137,9 @@ class _Web:
     async def feed(self, request: Request, renderer: Renderer, media_type: str) -> Response:
         filters = self._filters(request)
         stories = await self._stories(filters)
-        base = str(request.base_url)
-        meta = FeedMeta(title=self.title, home_url=base, base_url=base)
+        # The configured address, never the request's Host header: behind a caching proxy a
+        # forged Host would otherwise rewrite the self and home links every reader gets.
+        meta = FeedMeta(title=self.title, home_url=self.public_url, base_url=self.public_url)
         body = renderer(stories, meta)
         etag = strong_etag(body)
         modified = max((s.updated for s in stories), default=None)
@@ -199,8 +202,12 @@ def create_app(
     feeds_provider: FeedsProvider | None = None,
     clock: Clock = _utcnow,
     title: str = DEFAULT_TITLE,
+    public_url: str | None = None,
 ) -> Starlette:
     """The web application over ``storage``.
+
+    ``public_url`` is the address the published feeds link to (their self and home links);
+    by default ``http://`` and ``settings.listen``. The request's ``Host`` is never used.
 
     ``feeds_provider`` lists the feeds the ``/feeds`` page shows (default: the active feeds in
     storage). ``metrics`` is the object the service feeds with ``observe_poll``; a fresh one is
@@ -213,6 +220,7 @@ def create_app(
         feeds_provider or storage.list_feeds,
         clock,
         title,
+        public_url or f"http://{settings.listen}/",
     )
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: web.http_error,
