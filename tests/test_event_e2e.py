@@ -107,3 +107,17 @@ def test_run_publishes_one_record_per_event(tmp_path: Path) -> None:
         frozenset(r.entry_id for r in PHONE_CALL_REPORTS),
         frozenset(r.entry_id for r in ASTANA_REPORTS),
     }
+
+
+def test_run_without_the_chosen_signals_extra_names_the_setting(tmp_path: Path) -> None:
+    import importlib.util
+
+    from test_cli import aggregator
+
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("the semantic extra is installed here")
+    (tmp_path / "feeds.yml").write_text("settings:\n  semantic: minilm\nfeeds: []\n")
+    result = aggregator("run", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "settings.semantic: minilm needs the semantic extra" in result.stderr
+    assert "Traceback" not in result.stderr
