@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 
 $(NATIVE): $(STAMP) setup.py $(wildcard aggregator/match/*.py)
 	$(BIN)/python setup.py --quiet build_ext --inplace
+	# A rebuild whose C text did not change copies the earlier build with its old times.
+	find aggregator/match -name '*.so' -exec touch {} +
 	touch $(NATIVE)
 
 native: $(NATIVE)

@@ -98,10 +98,16 @@ class Matcher:
 
     def add_known(self, entry: Entry, story_id: str) -> None:
         """Put a stored entry back into the index under its stored story (start-up rebuild)."""
-        feats = features(entry)
-        vector = self._vector(feats)
-        self._add(shared_terms(feats), self._resolve(story_id), vector=vector)
-        self._keep_within_cap()
+        self.add_known_many([(entry, story_id)])
+
+    def add_known_many(self, known: Sequence[tuple[Entry, str]]) -> None:
+        """:meth:`add_known` for a page of stored entries, their meaning embedded in one call."""
+        batch = [features(entry) for entry, _ in known]
+        self.prime(batch)
+        for feats, (_, story_id) in zip(batch, known, strict=True):
+            vector = self._vector(feats)
+            self._add(shared_terms(feats), self._resolve(story_id), vector=vector)
+            self._keep_within_cap()
 
     def prime(self, batch: Sequence[Features]) -> None:
         """Embed the meaning of entries about to be assigned in one call (a feed's new entries):
@@ -160,10 +166,10 @@ class Matcher:
 
     def replace(self, feats: Features) -> None:
         """:meth:`update_entry` given the edited entry's features."""
+        vector = self._vector(feats)  # taken even when unused: prime() may have made it
         story_id = self._entry_story.get(feats.key)
         if story_id is None:
             return
-        vector = self._vector(feats)
         self._remove(feats.key, story_id)
         self._add(shared_terms(feats), story_id, vector=vector)
 

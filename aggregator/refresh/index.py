@@ -134,8 +134,7 @@ class LocalStoryIndex:
         if self.max_entries is not None:
             since = storage.window_start(since, self.max_entries)
         while page := storage.window_page(since, after, LOAD_PAGE):
-            for entry, story_id in page:
-                matcher.add_known(entry, story_id)
+            matcher.add_known_many(page)
             last = page[-1][0]
             after = (last.published, last.feed_url, last.entry_id)
         for correction in corrections:
