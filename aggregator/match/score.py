@@ -83,7 +83,9 @@ NUMBER_PENALTY = 1.0
 # for no AllSides gain (share .6, link .5, mid .55: AllSides .932/.631, UCI .916/.629): the
 # links use words alone. With the event rule below, mid .42 keeps AllSides at P >= .93 (the
 # event-level target): .931/.628 .934/.626, UCI .903/.681 .904/.683 (mid .4: .929/.630); with
-# DAY_PENALTY on links as well: AllSides .934/.622 .936/.622, UCI head unchanged.
+# DAY_PENALTY on links as well: AllSides .934/.622 .936/.622, UCI head unchanged. These
+# figures embed 300 characters of summary; with text.MEANING_LEAD_CHARS (150): AllSides
+# .941/.620 .940/.620, UCI head unchanged (no summaries).
 W_MEANING = 0.2
 MEANING_MID = 0.42
 # Reports of one event come out within hours of each other; the same people in the news a day
