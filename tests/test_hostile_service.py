@@ -5,8 +5,12 @@ publishing keeps failing or a parse ran past its bound, the back-off of a failin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
+import resource
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +26,7 @@ from aggregator.runtime import open_runtime
 from aggregator.service import PUBLISH_RETRY_FIRST, PUBLISH_RETRY_MAX, Service, publish_retry_delay
 from aggregator.storage import open_storage
 from aggregator.storage.sql import SqlStorage
-from aggregator.web import create_app
+from aggregator.web import bind_socket, create_app, serve
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
@@ -184,3 +188,82 @@ async def test_claims_left_by_a_killed_process_are_released_at_start_up(tmp_path
         claimed = runtime.storage.claim_due_feeds("next:2", NOW, timedelta(hours=1), 5)
     assert [f.url for f in claimed] == [feed]
 
+
+# -- idle and slowloris clients of the web server ------------------------------------------------
+
+# The bounds the test gives the server: short, so the test is quick.
+HEAD_TIMEOUT = 1.0
+CONNECTION_CAP = 50
+# Idle sockets opened: well over the cap, and within the file descriptors this process has
+# (each costs two here, the client's and the server's end).
+IDLE_SOCKETS = min(300, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
+HEALTHZ_SECONDS = 1.0
+# How late after the head deadline a slow client may still be connected (a busy machine).
+CLOSE_MARGIN = 2.0
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), seconds) == b""
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+async def test_idle_and_slowloris_clients_are_timed_out_and_healthz_answers(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    storage = open_storage(config.settings.storage_url)
+    app = create_app(storage, settings=config.settings)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    server = asyncio.create_task(
+        serve(
+            app,
+            "127.0.0.1",
+            port,
+            stop,
+            sock=sock,
+            head_timeout=HEAD_TIMEOUT,
+            max_connections=CONNECTION_CAP,
+        )
+    )
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(IDLE_SOCKETS):
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+        started = time.monotonic()
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=HEALTHZ_SECONDS)
+        assert health.status_code == 200
+        assert time.monotonic() - started < HEALTHZ_SECONDS
+        # Past the cap the longest-waiting connections were closed at once.
+        evicted = [await closed_within(r, 0.05) for r, _ in idle[: IDLE_SOCKETS - CONNECTION_CAP]]
+        assert all(evicted)
+        # The rest are closed when their head deadline passes.
+        assert await closed_within(idle[-1][0], HEAD_TIMEOUT + CLOSE_MARGIN)
+
+        # A slowloris client: a request head one byte every 50 ms never completes in time.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: yes\r\n" * 100
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for byte in head:
+                if reader.at_eof() or writer.is_closing():
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                if time.monotonic() - started > HEAD_TIMEOUT + CLOSE_MARGIN:
+                    break
+        assert await closed_within(reader, CLOSE_MARGIN)
+        assert time.monotonic() - started < HEAD_TIMEOUT + 2 * CLOSE_MARGIN
+        writer.close()
+    finally:
+        for _, writer in idle:
+            writer.close()
+        stop.set()
+        await asyncio.wait_for(server, 10)
+        storage.close()
