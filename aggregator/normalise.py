@@ -2,7 +2,8 @@
 
 Text: HTML is removed with a real HTML parser (nh3/ammonia with no tags allowed; script and style
 elements lose their content), entities decoded, Unicode NFKC-normalised, control characters
-dropped and whitespace folded. Stripping repeats until nothing changes, so markup escaped twice
+dropped, bidirectional controls and zero-width characters removed, and whitespace folded.
+Stripping repeats until nothing changes, so markup escaped twice
 by a publisher (``&amp;lt;b&amp;gt;``) does not come out as markup either.
 
 Dates: a missing, pre-``MIN_PLAUSIBLE_DATE`` or far-future date becomes ``now`` (when we first
@@ -27,6 +28,7 @@ from aggregator.types import Entry, ParsedEntry
 
 __all__ = [
     "FUTURE_TOLERANCE",
+    "INVISIBLE_CHARS",
     "MIN_PLAUSIBLE_DATE",
     "SUMMARY_MAX_CHARS",
     "TITLE_MAX_CHARS",
@@ -102,6 +104,16 @@ _BAD_HOST_RE = re.compile(r"[\s<>\"'`]")
 
 # Unicode category Cc is exactly C0, DEL and C1: replaced by spaces (then folded).
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Removed outright (they join or separate nothing a reader needs): bidirectional embeddings,
+# overrides and isolates and the implicit marks (U+202A-202E, U+2066-2069, U+200E/200F,
+# U+061C) let a title render reversed or spoof what follows it in pages, feeds and logs; the
+# zero-width space, non-joiner, joiner, word joiner and BOM (U+200B-200D, U+2060, U+FEFF) hide
+# differences between titles that look the same.
+INVISIBLE_CHARS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    "\u200b\u200c\u200d\u2060\ufeff"
+)
+_INVISIBLE_RE = re.compile("[" + "".join(sorted(INVISIBLE_CHARS)) + "]")
 
 
 def _strip_once(text: str) -> str:
@@ -122,6 +134,7 @@ def plain_text(value: str | None) -> str:
         text = stripped
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE_RE.sub("", text)
     return " ".join(_CONTROL_RE.sub(" ", text).split())
 
 

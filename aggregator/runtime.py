@@ -23,7 +23,7 @@ from aggregator.refresh.updater import PollPolicy, Updater, utcnow
 from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
-from aggregator.storage.polling_lock import polling_lock
+from aggregator.storage.polling_lock import lock_path, polling_lock
 from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
 
 log = logging.getLogger("aggregator")
@@ -92,6 +92,15 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
     storage = open_storage(config.settings.storage_url)
     try:
         s = config.settings
+        if lock_path(s.storage_url) is not None:
+            # We hold the polling lock of this SQLite file, so every claim in it belongs to a
+            # process that ended (SIGKILL, a refused store) before recording its poll: without
+            # this its feeds would wait out the whole lease.
+            released = storage.release_claims()
+            if released:
+                log.warning(
+                    "released %d feed claims left by a polling process that ended", released
+                )
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()

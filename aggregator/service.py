@@ -25,9 +25,12 @@ from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from aggregator.config import Config
+from aggregator.config import Config, format_duration
 from aggregator.exceptions import StorageError
+from aggregator.health import ServiceHealth
 from aggregator.match import build as match_build
+from aggregator.parse.budget import OVER_BUDGET
+from aggregator.refresh.parse_pool import PARSER_DIED
 from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import Runtime
 from aggregator.types import FeedState
@@ -42,6 +45,19 @@ TICK = timedelta(seconds=5)
 # The part of a claim after the fetch: parse, normalise, wait for the matching lock, match and
 # store. Each takes milliseconds for a news feed and a few seconds for a max-size document.
 POST_FETCH_MARGIN = timedelta(seconds=15)
+
+# After a failed publish (a full disk, a read-only output folder) the next attempt waits this
+# long, doubling with each failure in a row up to ``PUBLISH_RETRY_MAX``: the error is logged at
+# each attempt, so at every tick it filled the log with the same line every 5 s.
+PUBLISH_RETRY_FIRST = TICK
+# Ten minutes: a freed disk is picked up soon enough, and the log gets six lines an hour.
+PUBLISH_RETRY_MAX = timedelta(minutes=10)
+
+
+def publish_retry_delay(failures: int) -> timedelta:
+    """How long to wait before publishing again after ``failures`` failures in a row."""
+    doublings = min(max(failures - 1, 0), 16)
+    return min(PUBLISH_RETRY_FIRST * (1 << doublings), PUBLISH_RETRY_MAX)
 
 
 def lease_for(*, deadline: timedelta, concurrency: int, per_host: int) -> timedelta:
@@ -81,6 +97,9 @@ class Service:
         self._claiming = asyncio.Lock()
         self._refill: asyncio.Task[None] | None = None
         self._refill_wanted = False
+        self.health = ServiceHealth()
+        self._publish_failures = 0
+        self._publish_not_before = 0.0  # event-loop time
 
     @property
     def lease(self) -> timedelta:
@@ -149,7 +168,7 @@ class Service:
         except StorageError as exc:
             log.error("cannot read manual corrections: %s", exc)
         await runtime.updater.expire(runtime.clock())
-        if self._dirty:
+        if self._dirty and asyncio.get_running_loop().time() >= self._publish_not_before:
             await self._publish()
 
     async def _claim(self) -> None:
@@ -198,16 +217,37 @@ class Service:
             log.info("%s", result.log_line())
         if self.observer is not None:
             self.observer.observe_poll(result)
+        self._observe_health(result)
         if result.new or result.changed:
             self._dirty = True
         return result
+
+    def _observe_health(self, result: RefreshResult) -> None:
+        if result.storage_failed:
+            self.health.failed("storing", f"{result.name}: {result.error}")
+            return
+        self.health.succeeded("storing")  # the feed's state, at least, was written
+        if result.error and result.error.startswith((OVER_BUDGET, PARSER_DIED)):
+            self.health.parse_overran(result.name, result.error)
 
     async def _publish(self) -> None:
         try:
             await asyncio.to_thread(self._publish_if_mine)
         except (StorageError, OSError) as exc:
-            self._dirty = True  # try again next tick
-            log.error("publishing failed: %s", exc)
+            self._dirty = True  # try again after the back-off
+            self._publish_failures = self.health.failed("publishing", str(exc))
+            delay = publish_retry_delay(self._publish_failures)
+            self._publish_not_before = asyncio.get_running_loop().time() + delay.total_seconds()
+            log.error(
+                "publishing failed (%d in a row; next attempt in %s): %s",
+                self._publish_failures,
+                format_duration(delay),
+                exc,
+            )
+            return
+        self._publish_failures = 0
+        self._publish_not_before = 0.0
+        self.health.succeeded("publishing")
 
     def _publish_if_mine(self) -> None:
         stories = self.runtime.publish_unless_busy(before=self._mark_clean)

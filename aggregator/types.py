@@ -243,6 +243,8 @@ class StorySource:
     score: float
     evidence: Mapping[str, Any]
     priority: int = 0
+    # When this service first saw the entry; None only for sources built outside storage.
+    first_seen: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,3 +323,156 @@ async def test_the_watcher_survives_hostile_edits_and_applies_later_ones(
     assert any(f"nested more than {MAX_NESTING} levels deep" in m for m in messages)
     assert any("values once aliases are expanded" in m for m in messages)
     assert any("still watching" in m for m in messages)
+
+
+# -- degraded text, dates and answers -------------------------------------------------------------
+
+BIDI_AND_ZERO_WIDTH = (
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    "\u200b\u200c\u200d\u2060\ufeff"
+)
+
+
+def test_bidi_controls_and_zero_width_characters_are_removed_from_feed_text() -> None:
+    from aggregator.normalise import INVISIBLE_CHARS, normalise_entry, plain_text
+    from aggregator.types import ParsedEntry
+
+    assert set(BIDI_AND_ZERO_WIDTH) == INVISIBLE_CHARS
+    spoofed = "Storm\u202e txt.exe\u202c hits\u200b coast\u2066"
+    parsed = ParsedEntry(
+        id="b1",
+        title=spoofed,
+        summary=f"Lead {BIDI_AND_ZERO_WIDTH}paragraph &#x202E;here&#8203;",
+        author="Reporter\u200f",
+    )
+    entry = normalise_entry(parsed, URL, NOW)
+    assert entry.title == "Storm txt.exe hits coast"
+    assert entry.summary == "Lead paragraph here"
+    assert entry.author == "Reporter"
+    # The feed's own title (shown on /feeds and on the command line) goes the same way.
+    assert plain_text("Outlet\u202e\ufeff") == "Outlet"
+
+
+def surrogate_feed() -> bytes:
+    return (
+        b'<rss version="2.0"><channel><title>Outlet</title>'
+        b"<item><title>Broken &#xD800; glyph</title><guid>s1</guid></item>"
+        b"<item><title>Fire at &#55296; harbour &#x110000;</title><guid>s2</guid></item>"
+        b"<item><title>Storm hits coast</title><guid>s3</guid></item></channel></rss>"
+    )
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "feedparser"])
+def test_a_lone_surrogate_reference_is_replaced_not_fatal(fast_path: bool) -> None:
+    parsed = parse_feed(surrogate_feed(), {}, URL, fast_path=fast_path)
+    assert [e.title for e in parsed.entries] == [
+        "Broken \ufffd glyph",
+        "Fire at \ufffd harbour \ufffd",
+        "Storm hits coast",
+    ]
+
+
+async def test_a_feed_with_a_lone_surrogate_keeps_its_other_entries(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/surrogate", Reply(body=surrogate_feed()))
+    url = server.url("/surrogate")
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds([FeedSpec(url)], NOW)
+        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
+            updater = Updater(storage, fetcher, match_window=timedelta(hours=48), clock=lambda: NOW)
+            await updater.refresh_many(storage.list_feeds())
+        state = storage.list_feeds()[0]
+        titles = sorted(e.entry.title for e in storage.entries_since(NOW - timedelta(days=1)))
+    finally:
+        storage.close()
+    assert state.error is None and state.failures == 0
+    assert titles == ["Broken \ufffd glyph", "Fire at \ufffd harbour \ufffd", "Storm hits coast"]
+
+
+HONEST = "Storm hits coast town, thousands flee their homes"
+BACKDATED = "Storm hits coast town, thousands flee their homes overnight"
+
+
+def dated_feed(title: str, guid: str, published: datetime) -> bytes:
+    return (
+        f'<rss version="2.0"><channel><title>{guid}</title><item><title>{title}</title>'
+        f"<guid>{guid}</guid><link>https://{guid}.example/story</link>"
+        f"<pubDate>{published:%a, %d %b %Y %H:%M:%S +0000}</pubDate></item></channel></rss>"
+    ).encode()
+
+
+def test_the_headline_rule_judges_a_source_by_when_it_was_first_seen() -> None:
+    from aggregator.publish._common import primary_url
+    from aggregator.stories import build_story
+    from aggregator.types import StorySource
+
+    def source(name: str, published: datetime, first_seen: datetime) -> StorySource:
+        return StorySource(
+            feed_url=f"https://{name}.example/feed",
+            feed_name=name,
+            entry_id=name,
+            title=name,
+            url=f"https://{name}.example/story",
+            published=published,
+            score=1.0,
+            evidence={},
+            first_seen=first_seen,
+        )
+
+    honest = source("honest", NOW - timedelta(hours=1), NOW - timedelta(hours=1))
+    # Claims to be 40 hours old, but we saw it only now: it reported the story last.
+    backdated = source("backdated", NOW - timedelta(hours=40), NOW)
+    story = build_story("s", [backdated, honest], NOW)
+    assert story.title == "honest"
+    assert primary_url(story) == "https://honest.example/story"
+
+
+async def test_a_backdated_entry_cannot_take_a_stored_storys_headline(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/honest", Reply(body=dated_feed(HONEST, "honest", NOW - timedelta(hours=1))))
+    server.route(
+        "/backdated", Reply(body=dated_feed(BACKDATED, "backdated", NOW - timedelta(hours=40)))
+    )
+    later = NOW + timedelta(minutes=30)
+    clock = [NOW]
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds([FeedSpec(server.url(p)) for p in ("/honest", "/backdated")], NOW)
+        feeds = {f.url: f for f in storage.list_feeds()}
+        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
+            updater = Updater(
+                storage, fetcher, match_window=timedelta(hours=48), clock=lambda: clock[0]
+            )
+            await updater.refresh_many([feeds[server.url("/honest")]])
+            clock[0] = later
+            await updater.refresh_many([feeds[server.url("/backdated")]])
+        stories = storage.recent_stories(10)
+    finally:
+        storage.close()
+    assert len(stories) == 1 and len(stories[0].sources) == 2  # one story, both reports
+    assert stories[0].title == HONEST
+
+
+async def test_a_304_to_an_unconditional_request_is_the_feeds_recorded_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    from aggregator.fetch import UNCONDITIONAL_304
+
+    server.route("/never-modified", Reply(status=304))
+    server.route("/good", Reply(body=RSS))
+    bad, good = server.url("/never-modified"), server.url("/good")
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds([FeedSpec(bad, interval=INTERVAL), FeedSpec(good)], NOW)
+        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
+            updater = Updater(storage, fetcher, match_window=timedelta(hours=48))
+            await updater.refresh_many(storage.list_feeds())
+        states = {f.url: f for f in storage.list_feeds()}
+    finally:
+        storage.close()
+    assert "if-none-match" not in server.requests_to("/never-modified")[0].headers
+    assert states[bad].error == UNCONDITIONAL_304 and states[bad].failures == 1
+    assert states[good].error is None and states[good].title == "Outlet"

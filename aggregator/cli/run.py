@@ -81,6 +81,7 @@ def run(
                 settings=config.settings,
                 metrics=metrics,
                 public_url=f"http://{shown}:{bound_port}/",
+                health=service.health,
             )
             tasks = [
                 asyncio.create_task(serve(web, host, port, stop, sock=sock)),

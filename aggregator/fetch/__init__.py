@@ -58,6 +58,7 @@ from aggregator.types import FetchResult
 
 __all__ = [
     "ACCEPT",
+    "UNCONDITIONAL_304",
     "DeadlineExceeded",
     "FetchError",
     "Fetcher",
@@ -83,6 +84,8 @@ KEEPALIVE_SECONDS = 5.0
 # made every steady-cycle 304 pay a new connection. Redirect and error pages are a few KiB.
 DRAIN_MAX_BYTES = 64 * 1024
 
+# The error of a 304 to a request that sent neither If-None-Match nor If-Modified-Since.
+UNCONDITIONAL_304 = "HTTP 304 Not Modified to a request without validators: no feed to keep"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -277,6 +280,10 @@ class Fetcher:
                 permanent = str(current) if hops and set(hops) <= _PERMANENT else None
                 if status >= 400 or not (200 <= status < 300 or status == 304):
                     raise self._status_error(url, response)
+                if status == 304 and not conditional:
+                    # Nothing was cached to be "not modified": success here would stand for
+                    # ever, with no document ever parsed.
+                    raise FetchError(url, UNCONDITIONAL_304, status=status)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 content = None
                 if status != 304:

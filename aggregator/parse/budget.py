@@ -21,7 +21,7 @@ from types import FrameType
 
 from aggregator.exceptions import ParseError
 
-__all__ = ["PARSE_CPU_SECONDS", "cpu_budget"]
+__all__ = ["OVER_BUDGET", "PARSE_CPU_SECONDS", "cpu_budget"]
 
 # CPU seconds one document may cost to parse. A 7.8 MiB RSS feed of 5,000 ordinary entries
 # (above what the default 10 MiB max_bytes lets through once compressed text is counted) costs
@@ -29,6 +29,8 @@ __all__ = ["PARSE_CPU_SECONDS", "cpu_budget"]
 # and 3 GB, and 20,000 "<!DOCTYPE " 77 s before that pattern was made linear (issue #19).
 # Ten times the large ordinary feed.
 PARSE_CPU_SECONDS = 20.0
+# How the error of a document over its budget begins.
+OVER_BUDGET = "parsing took more than"
 
 
 class _OverBudget(BaseException):
@@ -55,6 +57,6 @@ def cpu_budget(url: str, seconds: float | None = PARSE_CPU_SECONDS) -> Iterator[
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
     except _OverBudget:
-        raise ParseError(url, f"parsing took more than {seconds:g} s of CPU time") from None
+        raise ParseError(url, f"{OVER_BUDGET} {seconds:g} s of CPU time") from None
     finally:
         signal.signal(signal.SIGPROF, previous)

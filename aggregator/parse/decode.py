@@ -5,7 +5,10 @@
   so both parsers are handed UTF-8;
 - ``neutralise_dtd`` removes the internal DTD subset (``<!DOCTYPE x [ ... ]>``) and every
   reference to an entity it declared, so entity-expansion bombs ("billion laughs") and
-  external entities cannot expand.
+  external entities cannot expand;
+- ``replace_invalid_char_refs`` turns a character reference to no character (a lone surrogate
+  such as ``&#xD800;``, NUL, beyond U+10FFFF) into U+FFFD, so one such reference costs a
+  replacement character, not the whole feed (feedparser raised ``UnicodeEncodeError`` on it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import codecs
 import re
 from collections.abc import Mapping
 
-__all__ = ["decode_document", "neutralise_dtd"]
+__all__ = ["decode_document", "neutralise_dtd", "replace_invalid_char_refs"]
 
 # The DTD is found in three linear steps instead of one backtracking expression: the old
 # single pattern tried every "<!DOCTYPE" against the rest of the document, so 20,000 of them
@@ -29,6 +32,15 @@ _ENTITY_NAME = re.compile(rb"<!ENTITY\s++(?!%)([^\s\"'>]++)", re.IGNORECASE)
 # Any entity reference; the names the subset declared are picked out of these with a set, not
 # with one alternation of every declared name (which costs names x references).
 _ENTITY_REF = re.compile(rb"&([^\s&;<>]{1,256});")
+# A numeric character reference; its digits are judged in Python (``_valid_code_point``).
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]++)|([0-9]++));")
+# What stands in for a reference to no character: U+FFFD REPLACEMENT CHARACTER.
+_REPLACEMENT_REF = b"&#xFFFD;"
+# Digits (leading zeros aside) beyond which a reference is past U+10FFFF whatever they are:
+# 6 hexadecimal, 7 decimal. Checked before ``int`` so a reference of 5,000 digits costs nothing.
+_MAX_HEX_DIGITS = 6
+_MAX_DECIMAL_DIGITS = 7
+_SURROGATES = range(0xD800, 0xE000)
 _PREDEFINED = frozenset({b"amp", b"lt", b"gt", b"quot", b"apos"})
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
@@ -83,6 +95,29 @@ def neutralise_dtd(content: bytes) -> bytes:
 
         content = _ENTITY_REF.sub(drop_declared, content)
     return content
+
+
+def _valid_code_point(ref: re.Match[bytes]) -> bool:
+    hex_digits, decimal_digits = ref.group(1), ref.group(2)
+    digits = (hex_digits or decimal_digits).lstrip(b"0")
+    limit = _MAX_HEX_DIGITS if hex_digits else _MAX_DECIMAL_DIGITS
+    if not digits or len(digits) > limit:
+        return False
+    code = int(digits, 16 if hex_digits else 10)
+    return code <= 0x10FFFF and code not in _SURROGATES
+
+
+def replace_invalid_char_refs(content: bytes) -> bytes:
+    """``content`` with each reference to a surrogate, NUL or a code point past U+10FFFF
+    replaced by a reference to U+FFFD (linear time; the document is untouched when it has
+    none)."""
+    if b"&#" not in content:
+        return content
+
+    def replace(ref: re.Match[bytes]) -> bytes:
+        return ref.group(0) if _valid_code_point(ref) else _REPLACEMENT_REF
+
+    return _CHAR_REF.sub(replace, content)
 
 
 def _codec_name(label: str | None) -> str | None:

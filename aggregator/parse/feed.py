@@ -21,7 +21,7 @@ from typing import Any
 
 from aggregator.exceptions import ParseError
 from aggregator.parse.budget import PARSE_CPU_SECONDS, cpu_budget
-from aggregator.parse.decode import decode_document, neutralise_dtd
+from aggregator.parse.decode import decode_document, neutralise_dtd, replace_invalid_char_refs
 from aggregator.parse.feedparser_adapter import parse_with_feedparser
 from aggregator.parse.formats import fast_parse
 from aggregator.types import ParsedEntry, ParsedFeed
@@ -123,7 +123,7 @@ def _parse(content: bytes, headers: Mapping[str, str], url: str, fast_path: bool
         raise ParseError(url, "empty document")
     # Decode first so the DTD is found whatever the encoding (a UTF-16 bomb included).
     text, encoding_warning = decode_document(content, headers)
-    document = neutralise_dtd(text.encode("utf-8"))
+    document = replace_invalid_char_refs(neutralise_dtd(text.encode("utf-8")))
     fast = fast_parse(document, url) if fast_path else None
     if fast is not None:
         feed, raw_entries, version, bozo, reason = (

@@ -42,8 +42,17 @@ from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
 from aggregator.refresh.processes import SPAWN, exit_with_parent
 from aggregator.types import Entry
 
-__all__ = ["HARD_LIMIT_FACTOR", "ParsePool", "Parsed", "default_workers", "parse_and_normalise"]
+__all__ = [
+    "HARD_LIMIT_FACTOR",
+    "PARSER_DIED",
+    "ParsePool",
+    "Parsed",
+    "default_workers",
+    "parse_and_normalise",
+]
 
+# The error of a document whose parse ended the worker twice (its CPU rlimit or memory).
+PARSER_DIED = "the parser process died on this document"
 # The worker's CPU rlimit, as a multiple of the parse budget (plus one second, its granularity):
 # only a parse the budget's timer could not interrupt gets there, and it ends the worker.
 HARD_LIMIT_FACTOR = 2
@@ -193,7 +202,7 @@ class ParsePool:
                     self._executor = None
                     executor.shutdown(wait=False, cancel_futures=True)
                 if attempt == 2:
-                    raise ParseError(final_url, "the parser process died on this document") from exc
+                    raise ParseError(final_url, PARSER_DIED) from exc
                 continue
             if isinstance(outcome, tuple):
                 url, message = outcome

@@ -60,6 +60,9 @@ class RefreshResult:
     error: str | None
     seconds: float
     unchanged_body: bool = False
+    # The refresh could not be stored (the database refused it): the service's health, not
+    # only the feed's.
+    storage_failed: bool = False
 
     def log_line(self) -> str:
         status = self.status if self.status is not None else "-"
@@ -281,7 +284,9 @@ class Updater:
                 try:
                     outcome = await self.refresh(feed)
                 except StorageError as exc:
-                    outcome = RefreshResult(feed.url, feed.display_name, None, 0, 0, str(exc), 0.0)
+                    outcome = RefreshResult(
+                        feed.url, feed.display_name, None, 0, 0, str(exc), 0.0, storage_failed=True
+                    )
                     log.error("%s: storage error: %s", feed.display_name, exc)
                 if on_done is not None:
                     on_done(outcome)

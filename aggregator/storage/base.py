@@ -126,6 +126,11 @@ class Storage(Protocol):
         """Lease up to ``limit`` due feeds to ``worker`` until ``now + lease``; each feed goes to
         one claimer until ``store_refresh`` records its poll or the lease expires."""
 
+    def release_claims(self) -> int:
+        """Release every feed claim; return how many there were. Only for the one process
+        polling an SQLite database, at start-up: any claim then was left by a process that
+        ended before recording its poll."""
+
     def request_polls(self, now: datetime) -> int:
         """Make every active feed not known gone due at ``now`` (``aggregator poll`` beside a
         running service); return how many feeds that is."""

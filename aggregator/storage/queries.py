@@ -248,6 +248,7 @@ def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[S
                 entries.c.url,
                 entries.c.link,
                 entries.c.published,
+                entries.c.first_seen,
                 *_FEED_COLUMNS,
             )
             .select_from(_LINKED)
@@ -266,6 +267,7 @@ def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[S
                     score=float(row["score"]),
                     evidence=row["evidence"],
                     priority=int(row["feed_priority"]),
+                    first_seen=row["first_seen"],
                 )
             )
     return found

@@ -314,6 +314,11 @@ class SqlStorage:
         with self._tx("claim_due_feeds", write=True) as conn:
             return writes.claim_due_feeds(conn, worker, now, lease, limit)
 
+    def release_claims(self) -> int:
+        """Release every feed claim; return how many there were (see ``Storage``)."""
+        with self._tx("release_claims", write=True) as conn:
+            return writes.release_claims(conn)
+
     def request_polls(self, now: datetime) -> int:
         """Make every active feed not known gone due now, for the process polling this
         database to take at its next tick; return how many feeds that is."""

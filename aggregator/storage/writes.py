@@ -278,6 +278,16 @@ def apply_story_merge(conn: Connection, into: str, other: str, now: datetime) ->
         record_merge(conn, into, other, now)
 
 
+def release_claims(conn: Connection) -> int:
+    """Clear every feed's claim; return how many feeds were claimed."""
+    stmt = (
+        update(feeds)
+        .where(feeds.c.claimed_by.is_not(None))
+        .values(claimed_by=None, claim_expires=None)
+    )
+    return int(conn.execute(stmt).rowcount or 0)
+
+
 def claim_due_feeds(
     conn: Connection, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[FeedState]:

@@ -7,7 +7,9 @@
     /feed.atom .rss .json   merged feeds, same filters, ETag/Last-Modified with 304s
                       (also at /merged.atom .rss .json, the names their self links use)
     /feeds            each configured feed's health
-    /healthz          200 {"status": "ok", ...} or 503 when the database is unreachable
+    /healthz          200 {"status": "ok", ...}; 503 when the database is unreachable, or
+                      {"status": "degraded", "problems": [...]} when storing or publishing
+                      failed repeatedly or a parse ran past its bound (``ServiceHealth``)
     /metrics          Prometheus text format
 
 Storage calls are synchronous, so each runs in Starlette's thread pool and the event loop
@@ -31,6 +33,7 @@ from starlette.routing import Route
 
 from aggregator.config import Settings
 from aggregator.exceptions import StorageError
+from aggregator.health import ServiceHealth
 from aggregator.publish import (
     ATOM_FILENAME,
     DEFAULT_TITLE,
@@ -81,8 +84,10 @@ class _Web:
         clock: Clock,
         title: str,
         public_url: str,
+        health: ServiceHealth | None,
     ) -> None:
         self.storage = storage
+        self.health = health
         self.public_url = public_url
         self.settings = settings
         self.metrics = metrics
@@ -163,6 +168,17 @@ class _Web:
                 {"status": "error", "db": f"unavailable: {exc}"},
                 status_code=HTTPStatus.SERVICE_UNAVAILABLE,
             )
+        problems = self.health.problems() if self.health is not None else []
+        if problems:
+            return JSONResponse(
+                {
+                    "status": "degraded",
+                    "db": "ok",
+                    "schema_version": version,
+                    "problems": problems,
+                },
+                status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+            )
         return JSONResponse({"status": "ok", "db": "ok", "schema_version": version})
 
     def _inventory(self) -> None:
@@ -203,6 +219,7 @@ def create_app(
     clock: Clock = _utcnow,
     title: str = DEFAULT_TITLE,
     public_url: str | None = None,
+    health: ServiceHealth | None = None,
 ) -> Starlette:
     """The web application over ``storage``.
 
@@ -211,7 +228,8 @@ def create_app(
 
     ``feeds_provider`` lists the feeds the ``/feeds`` page shows (default: the active feeds in
     storage). ``metrics`` is the object the service feeds with ``observe_poll``; a fresh one is
-    made when none is given. ``clock`` decides what counts as new.
+    made when none is given. ``clock`` decides what counts as new. ``health`` is the service's
+    ``ServiceHealth``, which ``/healthz`` reports.
     """
     web = _Web(
         storage,
@@ -221,6 +239,7 @@ def create_app(
         clock,
         title,
         public_url or f"http://{settings.listen}/",
+        health,
     )
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: web.http_error,
