@@ -133,7 +133,7 @@ def test_inspect_prints_json_lines_and_errors(demo_server: LoopbackServer, tmp_p
         demo_server.url("/missing"),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # one feed could not be read
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sum(1 for x in lines if x.get("feed") == demo_server.url("/ap.xml")) == 2
     assert sum(1 for x in lines if x.get("feed") == str(sample)) == 3
