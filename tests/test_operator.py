@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 from servers import LoopbackServer, Reply
-from test_cli import SERVICE_START_SECONDS, aggregator, demo_server, free_port, write_config
+from test_cli import (
+    SERVICE_START_SECONDS,
+    aggregator,
+    demo_server,
+    free_port,
+    start_service,
+    write_config,
+)
 
 from aggregator.cli.demo import DEMO_FEEDS
 from aggregator.storage import open_storage
@@ -40,14 +45,7 @@ def test_ctrl_c_stops_the_service_without_a_traceback_and_a_second_run_names_the
     port = free_port()
     # A terminal's Ctrl-C signals the whole foreground process group: the service and every
     # child it spawned (the match index process above all).
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_service(tmp_path, port, start_new_session=True)
     try:
         deadline = time.monotonic() + SERVICE_START_SECONDS
         while True:
