@@ -76,13 +76,20 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(config: Config, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    config: Config, *, clock: Clock = utcnow, locked: Callable[[], None] | None = None
+) -> AsyncIterator[Runtime]:
     """Open storage (applying migrations), sync the configured feeds and load the match index.
 
     With SQLite, only one process at a time may do this for a database (``polling_lock``):
     :class:`~aggregator.storage.polling_lock.StorageInUse` says which process holds it.
+    ``locked`` runs once the lock is held, before anything is loaded (``aggregator run`` binds
+    its port there: a second service on the same database is told who polls it, not that the
+    port is taken).
     """
     with polling_lock(config.settings.storage_url):
+        if locked is not None:
+            locked()
         async with _open_runtime(config, clock) as runtime:
             yield runtime
 

@@ -41,6 +41,18 @@ def aggregator(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout
     )
 
 
+def start_service(cwd: Path, port: int, **popen: Any) -> subprocess.Popen[str]:
+    """``aggregator run`` on 127.0.0.1:``port`` in a subprocess, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 @pytest.fixture
 def demo_server() -> Iterator[LoopbackServer]:
     with LoopbackServer() as srv:
@@ -133,7 +145,7 @@ def test_inspect_prints_json_lines_and_errors(demo_server: LoopbackServer, tmp_p
         demo_server.url("/missing"),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # one feed could not be read
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sum(1 for x in lines if x.get("feed") == demo_server.url("/ap.xml")) == 2
     assert sum(1 for x in lines if x.get("feed") == str(sample)) == 3
@@ -148,13 +160,7 @@ def test_run_serves_until_sigterm_and_records_fetch_errors(
     unreachable = "http://127.0.0.1:9/feed.xml"
     write_config(tmp_path, [demo_server.url("/tass.xml"), unreachable])
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_service(tmp_path, port)
     try:
         deadline = time.monotonic() + SERVICE_START_SECONDS
         output = tmp_path / "storage" / "merged.json"
@@ -251,13 +257,7 @@ def test_feeds_yml_edits_apply_while_the_service_runs(
 ) -> None:
     config = write_config(tmp_path, [demo_server.url("/tass.xml")])
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "run", "--listen", f"127.0.0.1:{port}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_service(tmp_path, port)
 
     def requested(path: str) -> int:
         return sum(1 for r in demo_server.requests if r.path == path)

@@ -13,14 +13,28 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from aggregator import __version__
 from aggregator.config import Config, load_config
-from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.exceptions import AggregatorError, ConfigError, FeedError
 from aggregator.types import Story
 
 if TYPE_CHECKING:
     from aggregator.storage.sql import SqlStorage
+
+# Typer shows every option's type in --help, a flag's as "<bool>" although a flag takes no
+# value ("--json <bool>" reads as if it wanted one): a flag shows none.
+_display_type = TyperOption.display_type_rich
+
+
+def _display_type_unless_flag(self: TyperOption, ctx: Any) -> str | None:
+    if self.is_flag and self.metavar is None:
+        return None
+    return _display_type(self, ctx)
+
+
+setattr(TyperOption, "display_type_rich", _display_type_unless_flag)  # noqa: B010
 
 app = typer.Typer(
     name="aggregator",
@@ -123,7 +137,10 @@ def run_async(coro: Any) -> Any:
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except AggregatorError as exc:
-        fail(f"error: {exc}", EXIT_RUNTIME)
+        from aggregator.health import error_hint
+
+        hint = error_hint(exc.message if isinstance(exc, FeedError) else str(exc))
+        fail(f"error: {exc}" + (f"\nhint: {hint}" if hint else ""), EXIT_RUNTIME)
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

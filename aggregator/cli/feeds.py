@@ -6,6 +6,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
@@ -21,6 +22,7 @@ from aggregator.cli._common import (
     run_async,
     short_time,
 )
+from aggregator.config import Config
 from aggregator.exceptions import ConfigError
 
 
@@ -56,56 +58,106 @@ def feeds(ctx: typer.Context) -> None:
 @feeds_app.command("add")
 def feeds_add(
     url: Annotated[str, typer.Argument(help="A feed URL, or a web page that links to its feed.")],
-    name: Annotated[str | None, typer.Option(help="A display name for the outlet.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="A display name (default: the feed's own title).")
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Add a feed even when it is malformed.")
+    ] = False,
 ) -> None:
     """Check that a feed fetches and parses, then append it to feeds.yml (comments kept)."""
-    from aggregator.feedlist import add_feed_to_config, discover_feed
+    from aggregator.feedlist import FoundFeed, add_feed_to_config, find_feed, suggest_url
     from aggregator.runtime import make_fetcher
 
     config = load()
+    if urlsplit(url.strip()).scheme not in ("http", "https"):
+        meant = suggest_url(url)
+        hint = f"; did you mean {meant} ?" if meant else ""
+        fail(f"{url!r} is not an http or https URL{hint}", EXIT_BAD_INPUT)
 
-    async def find() -> str:
+    async def find() -> FoundFeed:
         async with make_fetcher(config) as fetcher:
-            return await discover_feed(fetcher, url)
+            return await find_feed(fetcher, url)
 
-    feed_url = run_async(find())
+    found: FoundFeed = run_async(find())
+    if found.parsed.warning and not force:
+        fail(
+            f"{found.url} is malformed: {found.parsed.warning}\n"
+            f"(`aggregator inspect {found.url}` shows what can be read of it; "
+            f"`aggregator feeds add --force` adds it anyway)",
+            EXIT_BAD_INPUT,
+        )
+    name = name or found.parsed.title
     try:
-        add_feed_to_config(config.path, feed_url, name=name, tags=tuple(tag or ()))
+        add_feed_to_config(config.path, found.url, name=name, tags=tuple(tag or ()))
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    note = "" if feed_url == url else f" (found on {url})"
-    out.print(f"added {feed_url}{note} to {config.path}", markup=False, highlight=False)
+    note = "" if found.url == url else f" (found on {url})"
+    named = f" as {name!r}" if name else ""
+    out.print(f"added {found.url}{note}{named} to {config.path}", markup=False, highlight=False)
 
 
 @feeds_app.command("remove")
 def feeds_remove(
-    url_or_name: Annotated[str, typer.Argument(help="The feed's URL or its name.")],
+    url_or_name: Annotated[
+        str, typer.Argument(help="The feed's URL, or its name as `aggregator feeds` shows it.")
+    ],
 ) -> None:
     """Remove a feed from feeds.yml (its stored entries and stories stay)."""
     from aggregator.feedlist import remove_feed_from_config
 
     config = load()
+    wanted = url_or_name.strip()
+    configured = any(f.url == wanted or f.name == wanted for f in config.feeds)
+    shown = [] if configured else _urls_shown_as(config, wanted)
+    if len(shown) > 1:
+        fail(f"{wanted!r} names several feeds: {', '.join(shown)}", EXIT_BAD_INPUT)
     try:
-        removed = remove_feed_from_config(config.path, url_or_name)
+        removed = remove_feed_from_config(config.path, shown[0] if shown else wanted)
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     out.print(f"removed {removed} from {config.path}", markup=False, highlight=False)
+
+
+def _urls_shown_as(config: Config, name: str) -> list[str]:
+    """The configured feeds that ``aggregator feeds`` shows as ``name``: a feed without a
+    name in feeds.yml is shown by its own title, which only the database knows."""
+    from aggregator.storage import database_url
+
+    url = database_url(config.settings.storage_url)
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database or "")).exists():
+        return []  # never polled: no titles known, and no database to create for asking
+    storage = open_storage_or_exit(config)
+    try:
+        known = storage.list_feeds(include_inactive=True)
+    finally:
+        storage.close()
+    configured = {f.url for f in config.feeds}
+    return [f.url for f in known if f.url in configured and f.display_name == name]
 
 
 @feeds_app.command("import-opml")
 def feeds_import_opml(
     file: Annotated[Path, typer.Argument(help="An OPML subscription list.")],
 ) -> None:
-    """Add every feed of an OPML file to feeds.yml (categories become tags)."""
-    from aggregator.feedlist import import_opml
+    """Add every feed of an OPML file to feeds.yml (categories become tags); list what was
+    skipped and why."""
+    from aggregator.feedlist import import_opml_report
 
     config = load()
     try:
-        added = import_opml(file, config.path)
+        report = import_opml_report(file, config.path)
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    out.print(f"imported {len(added)} new feeds into {config.path}", markup=False)
+    for url, reason in report.skipped:
+        out.print(f"skipped {url}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    skipped = f", skipped {len(report.skipped)}" if report.skipped else ""
+    out.print(
+        f"imported {len(report.added)} new feeds into {config.path}{skipped}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @feeds_app.command("export-opml")

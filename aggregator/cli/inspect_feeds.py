@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from aggregator.cli._common import iso
 from aggregator.config import Config
 from aggregator.exceptions import FeedError
+from aggregator.health import error_hint
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
 from aggregator.runtime import make_fetcher
@@ -70,7 +71,10 @@ async def inspect_feeds(config: Config, feeds: Sequence[str]) -> list[dict[str, 
                     url = path.resolve().as_uri()
                 lines.extend(await asyncio.to_thread(_entries, content, headers, url, feed))
             except FeedError as exc:
-                lines.append({"feed": feed, "error": exc.message})
+                line = {"feed": feed, "error": exc.message}
+                if hint := error_hint(exc.message):
+                    line["hint"] = hint
+                lines.append(line)
             except OSError as exc:
                 lines.append({"feed": feed, "error": f"cannot read file: {exc.strerror}"})
     return lines

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Annotated
 
 import typer
@@ -28,6 +29,7 @@ from aggregator.cli._common import (
 )
 from aggregator.config import Config
 from aggregator.exceptions import AggregatorError
+from aggregator.health import error_hint
 from aggregator.refresh.updater import RefreshResult, summarise, utcnow
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.storage.polling_lock import StorageInUse
@@ -68,8 +70,13 @@ def run(
             fail(f"--listen: {exc}", EXIT_BAD_INPUT)
 
     async def main() -> None:
-        sock = bind_socket(host, port)  # fail fast when the address is taken
-        async with open_runtime(config) as runtime:
+        bound: list[socket.socket] = []
+
+        def bind() -> None:  # with the polling lock held, before the slow start
+            bound.append(bind_socket(host, port))
+
+        async with open_runtime(config, locked=bind) as runtime:
+            sock = bound[0]
             metrics = Metrics()
             service = Service(runtime, observer=metrics)
             stop = asyncio.Event()
@@ -104,6 +111,7 @@ def poll() -> None:
 
     When a service already polls the same SQLite database, ask it to poll every feed now
     instead: a second polling process would match against an index blind to its entries.
+    Exits 1 when every feed failed.
     """
     config = load()
     logging.getLogger("aggregator").setLevel(logging.WARNING)
@@ -122,6 +130,11 @@ def poll() -> None:
     for result in results:
         out.print(result.log_line(), markup=False, highlight=False)
     out.print(summarise(results), markup=False, highlight=False)
+    hints = dict.fromkeys(h for r in results if r.error and (h := error_hint(r.error)))
+    for hint in hints:
+        err.print(f"hint: {hint}", markup=False, highlight=False, soft_wrap=True)
+    if results and all(r.error for r in results):
+        fail("every feed failed", EXIT_RUNTIME)
 
 
 async def _poll_all(runtime: Runtime) -> list[RefreshResult]:
@@ -169,12 +182,18 @@ def _ask_to_poll(config: Config, in_use: StorageInUse) -> None:
 def inspect(
     sources: Annotated[list[str], typer.Argument(help="Feed URLs or local feed files.")],
 ) -> None:
-    """Print the parsed, normalised entries of feeds as JSON lines (one object per entry)."""
+    """Print the parsed, normalised entries of feeds as JSON lines (one object per entry).
+
+    Exits 1 when a feed could not be read or parsed (its line holds the error)."""
     from aggregator.cli.inspect_feeds import inspect_feeds
 
     config = config_or_defaults()
-    for line in run_async(inspect_feeds(config, sources)):
+    lines = run_async(inspect_feeds(config, sources))
+    for line in lines:
         print_json_line(line)
+    failed = sum(1 for line in lines if "error" in line)
+    if failed:
+        fail(f"{failed} of {len(sources)} feeds could not be read", EXIT_RUNTIME)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from aggregator.cli._common import (
     print_stories,
     story_to_json,
 )
+
+if TYPE_CHECKING:
+    from aggregator.storage.sql import SqlStorage
 
 
 @app.command()
@@ -40,19 +43,53 @@ def stories(
     print_stories(found)
 
 
+# Ids that one prefix may match before the error stops listing them.
+SHOWN_CANDIDATES = 5
+
+
 @app.command()
-def story(story_id: Annotated[str, typer.Argument(help="The story id.")]) -> None:
+def story(
+    story_id: Annotated[str, typer.Argument(help="The story id, or its first characters.")],
+) -> None:
     """Show one story, each of its sources and why it joined."""
     config = load()
 
     storage = open_storage_or_exit(config)
     try:
         found = storage.get_story(story_id)
+        if found is None and story_id:
+            candidates = _ids_starting_with(storage, story_id)
+            if len(candidates) > 1:
+                shown = ", ".join(candidates[:SHOWN_CANDIDATES])
+                more = ", ..." if len(candidates) > SHOWN_CANDIDATES else ""
+                fail(
+                    f"{story_id!r} is the start of several story ids ({shown}{more}); "
+                    f"give more characters",
+                    EXIT_BAD_INPUT,
+                )
+            if candidates:
+                found = storage.get_story(candidates[0])
     finally:
         storage.close()
     if found is None:
         fail(f"no story with id {story_id!r}", EXIT_BAD_INPUT)
     print_stories([found], explain=True)
+
+
+def _ids_starting_with(storage: SqlStorage, prefix: str) -> list[str]:
+    """Story ids beginning with ``prefix`` (up to one more than are shown)."""
+    from sqlalchemy import select
+
+    from aggregator.storage.schema import stories as table
+
+    query = (
+        select(table.c.id)
+        .where(table.c.id.startswith(prefix, autoescape=True))
+        .order_by(table.c.id)
+        .limit(SHOWN_CANDIDATES + 1)
+    )
+    with storage.engine.connect() as conn:
+        return [str(row[0]) for row in conn.execute(query)]
 
 
 @app.command()

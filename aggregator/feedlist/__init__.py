@@ -9,22 +9,40 @@
 
 from __future__ import annotations
 
-from aggregator.feedlist.discover import FEED_LINK_TYPES, discover_feed, feed_links
+from aggregator.feedlist.discover import (
+    FEED_LINK_TYPES,
+    FoundFeed,
+    discover_feed,
+    feed_links,
+    find_feed,
+    suggest_url,
+)
 from aggregator.feedlist.edit import (
     add_feed_to_config,
     add_feeds_to_config,
     remove_feed_from_config,
 )
-from aggregator.feedlist.opml import export_opml, import_opml, read_opml
+from aggregator.feedlist.opml import (
+    OpmlImport,
+    export_opml,
+    import_opml,
+    import_opml_report,
+    read_opml,
+)
 
 __all__ = [
     "FEED_LINK_TYPES",
+    "FoundFeed",
+    "OpmlImport",
     "add_feed_to_config",
     "add_feeds_to_config",
     "discover_feed",
     "export_opml",
     "feed_links",
+    "find_feed",
     "import_opml",
+    "import_opml_report",
     "read_opml",
     "remove_feed_from_config",
+    "suggest_url",
 ]

@@ -7,14 +7,23 @@ are tried in page order and the first that fetches and parses is taken.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 from aggregator.exceptions import FeedError, FetchError, ParseError
 from aggregator.fetch import Fetcher
 from aggregator.parse import parse_feed
+from aggregator.types import ParsedFeed
 
-__all__ = ["FEED_LINK_TYPES", "discover_feed", "feed_links"]
+__all__ = [
+    "FEED_LINK_TYPES",
+    "FoundFeed",
+    "discover_feed",
+    "feed_links",
+    "find_feed",
+    "suggest_url",
+]
 
 # The <link rel="alternate"> types of the formats parse_feed reads.
 FEED_LINK_TYPES = ("application/rss+xml", "application/atom+xml")
@@ -55,9 +64,30 @@ def _is_html(headers: Mapping[str, str], content: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html"))
 
 
-async def _readable(fetcher: Fetcher, url: str) -> None:
+@dataclass(frozen=True, slots=True)
+class FoundFeed:
+    """A feed ``find_feed`` found: its URL and what the parser made of it."""
+
+    url: str
+    parsed: ParsedFeed
+
+
+async def _readable(fetcher: Fetcher, url: str) -> ParsedFeed:
     result = await fetcher.fetch(url)
-    parse_feed(result.content or b"", result.headers, result.final_url)
+    return parse_feed(result.content or b"", result.headers, result.final_url)
+
+
+def suggest_url(text: str) -> str | None:
+    """The http(s) URL a user most likely meant by ``text`` written without a scheme
+    (``127.0.0.1:8765/x.xml``, ``example.com/feed``); None when it has one or is no address."""
+    text = text.strip()
+    if "://" in text or not text or text.startswith(("/", ".")) or " " in text:
+        return None
+    host = urlsplit("//" + text).hostname or ""
+    if "." not in host and host != "localhost":
+        return None
+    literal = host == "localhost" or host.replace(".", "").isdigit() or ":" in host
+    return ("http://" if literal else "https://") + text
 
 
 async def discover_feed(fetcher: Fetcher, url: str) -> str:
@@ -65,23 +95,28 @@ async def discover_feed(fetcher: Fetcher, url: str) -> str:
     from the HTML page (``<link rel="alternate" type="application/rss+xml|atom+xml">``, relative
     links resolved) that fetches and parses. Raises ``FeedError`` saying why none was found.
     """
+    return (await find_feed(fetcher, url)).url
+
+
+async def find_feed(fetcher: Fetcher, url: str) -> FoundFeed:
+    """``discover_feed``, also giving the feed as parsed (its title, a parser warning)."""
     result = await fetcher.fetch(url)
     content = result.content or b""
     if not _is_html(result.headers, content):
         try:
-            parse_feed(content, result.headers, result.final_url)
+            parsed = parse_feed(content, result.headers, result.final_url)
         except ParseError as exc:
             raise FeedError(url, f"is neither a feed nor an HTML page ({exc.message})") from exc
-        return url
+        return FoundFeed(url, parsed)
     links = feed_links(content.decode("utf-8", errors="replace"), result.final_url)
     if not links:
         raise FeedError(url, "the page links to no RSS or Atom feed")
     problems = []
     for link in links:
         try:
-            await _readable(fetcher, link)
+            parsed = await _readable(fetcher, link)
         except (FetchError, ParseError) as exc:
             problems.append(str(exc))
             continue
-        return link
+        return FoundFeed(link, parsed)
     raise FeedError(url, "the page links to feeds but none could be read: " + "; ".join(problems))

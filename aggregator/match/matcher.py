@@ -115,7 +115,8 @@ class Matcher:
         if self.semantic is None or not batch:
             return
         vectors = self.semantic.vectors([f.meaning or f.title for f in batch])
-        self._primed.update(zip((f.key for f in batch), vectors, strict=True))
+        for feats, vector in zip(batch, vectors, strict=True):
+            self._primed[feats.key] = vector
 
     def assign(self, entry: Entry, feats: Features | None = None) -> Assignment:
         """Decide which story ``entry`` belongs to, add it there and return the decision.

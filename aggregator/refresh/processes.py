@@ -5,18 +5,56 @@ process; it imports nothing of the project, so neither has to import upward.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
-import multiprocessing
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from multiprocessing.context import SpawnContext, SpawnProcess
 
 __all__ = ["GC_YOUNG_THRESHOLD", "SPAWN", "exit_with_parent", "tune_collector"]
 
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs (main thread only; elsewhere the
+    disposition cannot be changed and the child ignores it itself, in ``exit_with_parent``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _QuietProcess(SpawnProcess):
+    """A spawned child that never sees Ctrl-C.
+
+    Ctrl-C in a terminal sends SIGINT to the whole foreground process group: every child
+    raised KeyboardInterrupt wherever it was and printed its traceback, while the parent, which
+    stops its children itself, was already shutting down. An ignored signal stays ignored
+    across exec, and Python then installs no KeyboardInterrupt handler, so the child is
+    started with SIGINT ignored: it is covered from its first instruction, module imports
+    included.
+    """
+
+    def start(self) -> None:
+        with _interrupts_ignored():
+            super().start()
+
+
+class _QuietSpawnContext(SpawnContext):
+    Process = _QuietProcess
+
+
 # Children are started with "spawn", not forked: the service holds an event loop, threads and
 # database connections, and forking copies them into the child, which is unsafe.
-SPAWN = multiprocessing.get_context("spawn")
+SPAWN = _QuietSpawnContext()
 
 # prctl(2) option: the signal the kernel sends this process when its parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -32,7 +70,9 @@ GC_YOUNG_THRESHOLD = 20_000
 def exit_with_parent(parent: int) -> None:
     """Make a child die with the service: a SIGKILLed service (or one killed by the OOM
     killer) must not leave parser or index processes, and through them the multiprocessing
-    resource tracker, running forever."""
+    resource tracker, running forever. A child also ignores Ctrl-C: its parent stops it (see
+    ``_QuietProcess``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
