@@ -19,6 +19,7 @@ from aggregator.match.semantic import (
 )
 from aggregator.match.text import entities, numbers, terms
 from aggregator.types import Entry
+from tests.factories import make_entry
 
 
 def entry(
@@ -29,17 +30,15 @@ def entry(
     summary: str = "",
     url: str | None = None,
 ) -> Entry:
-    return Entry(
-        feed_url=f"https://{feed}/rss",
-        entry_id=entry_id,
-        title=title,
+    return make_entry(
+        f"https://{feed}/rss",
+        entry_id,
+        title,
+        published=when,
+        content_hash=f"{feed}:{entry_id}:{title}",
         summary=summary,
         url=url,
         link=url,
-        published=when,
-        updated=None,
-        first_seen=when,
-        content_hash=f"{feed}:{entry_id}:{title}",
     )
 
 
