@@ -50,7 +50,7 @@ from aggregator.match import Matcher
 from aggregator.match.embedding import StaticEmbedder
 from aggregator.normalise import normalise_entry
 from aggregator.parse import parse_feed
-from benchmarks import feedgen
+from aggregator.testing import feedgen
 from benchmarks.data import make_entry
 
 now = datetime(2024, 5, 1, tzinfo=UTC)
