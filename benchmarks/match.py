@@ -101,15 +101,18 @@ def replay(
     return Run(cluster_scores(truth, final), len(stream), len(set(final)), elapsed, final)
 
 
-def compare(stream: Sequence[Labelled], name: str) -> None:
+def compare(stream: Sequence[Labelled], name: str) -> dict[str, Run]:
     """Replay ``stream`` with each meaning signal available here, one line each."""
+    runs = {}
     for signal in SEMANTIC_SIGNALS:
         try:
             check_available(signal)
         except SemanticUnavailable as exc:
             print(f"{name} semantic={signal}: skipped ({exc})")
             continue
-        print(describe(f"{name} semantic={signal}", replay(stream, embedder=load_embedder(signal))))
+        runs[signal] = replay(stream, embedder=load_embedder(signal))
+        print(describe(f"{name} semantic={signal}", runs[signal]))
+    return runs
 
 
 def _final(folded: dict[str, str], story_id: str) -> str:
@@ -174,10 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = load_embedder(args.semantic)
     print(f"match index: {build()}; meaning signal: {args.semantic}")
     stream = load_tsv(data, seed=args.seed)
-    if args.compare:
-        compare(stream, f"{data.name} seed={args.seed}")
-    run = replay(stream, embedder=embedder)
-    print(describe(f"{data.name} seed={args.seed} semantic={args.semantic}", run))
+    name = f"{data.name} seed={args.seed}"
+    # --compare has replayed the chosen signal already, among the others.
+    run = compare(stream, name)[args.semantic] if args.compare else None
+    if run is None:
+        run = replay(stream, embedder=embedder)
+        print(describe(f"{name} semantic={args.semantic}", run))
     if not args.no_extra:
         if args.data is None:
             other = replay(load_tsv(data, seed=args.seed + 1), embedder=embedder)

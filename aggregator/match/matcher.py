@@ -277,15 +277,16 @@ class Matcher:
             threshold = threshold_for(story.size, self.config)
             bonus = 0.0
             meaning: dict[str, object] = {}
+            missed = entity_miss(query, story)
             if prepared is not None and self.semantic is not None:
                 sem = self.semantic.entry_link(prepared, story_id, story.size)
                 gap = None if story.newest is None else abs(feats.published - story.newest)
-                missed = entity_miss(query, story)
                 bonus, event = meaning_bonus(sem, gap, missed, len(feats.entities), self.config)
                 meaning = {"meaning": round(sem, 4), "same_event": event}
             floor = -math.inf if best is None else best[0] + threshold - bonus
+            norm = self._cache.norm(story)
             signals = score_above(
-                feats, query, story, self._cache.norm(story), self.index.df, self.config, floor
+                feats, query, story, norm, self.index.df, self.config, floor, missed
             )
             if signals is None:
                 continue

@@ -274,8 +274,10 @@ def score_above(
     df: Mapping[str, int],
     config: MatchConfig,
     floor: float,
+    missed: float | None = None,
 ) -> Signals | None:
     """:func:`score`, or None when the score cannot exceed ``floor`` whatever the fuzzy match.
+    ``missed``: :func:`entity_miss` of the pair when the caller has it already.
 
     Only the terms the entry shares with the story are visited: the others add nothing to the
     dot product, coverage or ownership, and the entry's own sums come with ``query``. The
@@ -302,7 +304,8 @@ def score_above(
     cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
     owner = owned / total if total else 0.0
-    missed = entity_miss(query, story)
+    if missed is None:
+        missed = entity_miss(query, story)
     conflict = _number_conflict(feats, story)
     time_factor = proximity(feats.published, story.newest)
     partial = config.w_cosine * cosine + config.w_coverage * coverage + config.w_owner * owner

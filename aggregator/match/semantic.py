@@ -109,7 +109,8 @@ class SemanticState:
         self._sums: dict[str, NDArray[np.float64]] = {}
         self._total: NDArray[np.float64] | None = None
         self._count = 0
-        self._centre: tuple[NDArray[np.float64], float] | None = None
+        # (mu, r) as of the last change of the window (see _mean).
+        self._centre: tuple[NDArray[np.float64] | None, float] | None = None
 
     def vectors(self, texts: Sequence[str]) -> list[Vector]:
         """The unit vectors of several texts, in one call of the embedder."""
@@ -151,15 +152,16 @@ class SemanticState:
             self._count -= 1
             self._centre = None
 
-    def _mean(self) -> tuple[NDArray[np.float64], float]:
-        """The centre ``mu`` and ``r``, the RMS norm of the window's centred vectors.
+    def _mean(self) -> tuple[NDArray[np.float64] | None, float]:
+        """The centre ``mu`` and ``r``, the RMS norm of the window's centred vectors; ``mu`` is
+        None while the window holds no vector (nothing to centre on, ``r`` 1).
 
         ``mu`` is shrunk towards zero by CENTRE_PRIOR pseudo-entries: the mean of a handful of
         entries is mostly those entries, and centring on it would push them apart.
         """
         if self._centre is None:
             if self._total is None or self._count <= 0:
-                return np.zeros(1), 1.0
+                return None, 1.0
             mean = self._total / self._count
             mu = self._total / (self._count + CENTRE_PRIOR)
             # Mean of |m - mu|^2 over unit vectors m whose mean is ``mean``.
@@ -172,13 +174,13 @@ class SemanticState:
         when it has no direction: no known token, or the centre itself)."""
         mu, _ = self._mean()
         entry = vector.astype(np.float64)
-        if mu.shape == entry.shape:
+        if mu is not None:
             entry -= mu
         norm = float(np.linalg.norm(entry))
         if norm == 0.0:
             return None
         entry /= norm
-        return Meaning(entry, float(entry @ mu) if mu.shape == entry.shape else 0.0)
+        return Meaning(entry, 0.0 if mu is None else float(entry @ mu))
 
     def entry_link(self, meaning: Meaning, story_id: str, size: int) -> float:
         """Mean centred cosine between a prepared entry and the story's members."""
