@@ -245,6 +245,8 @@ class StorySource:
     priority: int = 0
     # When this service first saw the entry; None only for sources built outside storage.
     first_seen: datetime | None = None
+    # The entry's summary as stored: plain text (normalisation removed the markup).
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)
