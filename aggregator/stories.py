@@ -61,8 +61,12 @@ def representative_key(source: StorySource) -> tuple[int, datetime, str, str]:
     return (-source.priority, reported(source), source.feed_url, source.entry_id)
 
 
-def build_story(story_id: str, sources: Iterable[StorySource], updated: datetime) -> Story:
-    """Assemble a Story from its sources; sources are listed earliest first."""
+def build_story(
+    story_id: str, sources: Iterable[StorySource], updated: datetime, more_sources: int = 0
+) -> Story:
+    """Assemble a Story from its sources; sources are listed earliest first.
+
+    ``more_sources``: how many stored sources were left out (see ``Story.more_sources``)."""
     ordered = tuple(sorted(sources, key=lambda s: (s.published, s.feed_url, s.entry_id)))
     if not ordered:
         raise ValueError(f"story {story_id} has no sources")
@@ -73,6 +77,7 @@ def build_story(story_id: str, sources: Iterable[StorySource], updated: datetime
         first_published=ordered[0].published,
         updated=max(updated, ordered[-1].published),
         sources=ordered,
+        more_sources=more_sources,
     )
 
 

@@ -258,3 +258,6 @@ class Story:
     first_published: datetime
     updated: datetime
     sources: tuple[StorySource, ...]
+    # Stored sources left out of ``sources`` because the story has more than storage loads
+    # for one story (a bound against a feed flooding one story; see the storage contract).
+    more_sources: int = 0
