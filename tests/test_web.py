@@ -48,11 +48,33 @@ EVIDENCE = {
 }
 
 
-def _entry(feed: str, entry_id: str, title: str, published: datetime) -> Entry:
+def _entry(
+    feed: str,
+    entry_id: str,
+    title: str,
+    published: datetime,
+    *,
+    seen: datetime | None = None,
+    summary: str = "",
+) -> Entry:
     page = f"{feed.rsplit('/', 1)[0]}/{entry_id}"
     return make_entry(
-        feed, entry_id, title, url=page, link=page, published=published, content_hash=entry_id
+        feed,
+        entry_id,
+        title,
+        url=page,
+        link=page,
+        published=published,
+        content_hash=entry_id,
+        first_seen=seen,
+        summary=summary,
     )
+
+
+QUAKE_LEAD = (
+    "A strong earthquake struck the coast on Wednesday morning, damaging buildings and "
+    "injuring dozens. Rescue teams were sent from the capital."
+)
 
 
 def _ok(at: datetime) -> FeedStateUpdate:
@@ -78,6 +100,7 @@ def seed(storage: SqlStorage) -> None:
     old_at = NOW - timedelta(hours=5)
     script_at = NOW - timedelta(hours=3)
     quake_at = NOW - timedelta(minutes=30)
+    gamma_at = NOW - timedelta(minutes=20)
     first = Assignment("old1", True, 0.0, {"rule": "no_candidate", "score": 0.0})
     storage.store_refresh(
         FeedRefresh(ALPHA, _ok(old_at), ((_entry(ALPHA, "a-old", "Budget passes", old_at), first),))
@@ -93,7 +116,12 @@ def seed(storage: SqlStorage) -> None:
         FeedRefresh(
             ALPHA,
             _ok(quake_at),
-            ((_entry(ALPHA, "a-quake", "Quake hits coast", quake_at), quake_new),),
+            (
+                (
+                    _entry(ALPHA, "a-quake", "Quake hits coast", quake_at, summary=QUAKE_LEAD),
+                    quake_new,
+                ),
+            ),
         )
     )
     joined = Assignment("quake1", False, 0.7712, EVIDENCE)
@@ -101,17 +129,35 @@ def seed(storage: SqlStorage) -> None:
         FeedRefresh(
             BETA,
             _ok(quake_at + timedelta(minutes=5)),
-            ((_entry(BETA, "b-quake", "Strong quake strikes coast", quake_at), joined),),
+            (
+                (
+                    _entry(
+                        BETA,
+                        "b-quake",
+                        "Strong quake strikes coast",
+                        quake_at,
+                        seen=quake_at + timedelta(minutes=5),
+                        summary="Dozens were hurt when a strong quake struck the coast.",
+                    ),
+                    joined,
+                ),
+            ),
         )
     )
     joined_mkt = Assignment("mkt1", False, 0.66, {"rule": "same_url", "score": 1.0})
     storage.store_refresh(
         FeedRefresh(
             GAMMA,
-            _ok(NOW - timedelta(minutes=20)),
+            _ok(gamma_at),
             (
-                (_entry(GAMMA, "g-quake", "Coast quake: dozens hurt", quake_at), joined),
-                (_entry(GAMMA, "g-mkt", "Markets rally again", script_at), joined_mkt),
+                (
+                    _entry(GAMMA, "g-quake", "Coast quake: dozens hurt", quake_at, seen=gamma_at),
+                    joined,
+                ),
+                (
+                    _entry(GAMMA, "g-mkt", "Markets rally again", script_at, seen=gamma_at),
+                    joined_mkt,
+                ),
             ),
         )
     )
@@ -182,62 +228,11 @@ def _articles(html: str) -> list[etree._Element]:
     return list(doc.iter("article"))
 
 
-async def test_home_page_lists_stories_with_every_source(client: httpx.AsyncClient) -> None:
-    response = await client.get("/")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    html = response.text
-    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
-    assert "<script" not in html.replace("&lt;script", "")
-    articles = _articles(html)
-    titles = ["".join(a.find(".//h2/a").itertext()) for a in articles]
-    # Most recently updated first: quake (35 min ago and 20 min ago), markets, budget.
-    assert titles == ["Quake hits coast", SCRIPT_HEADLINE, "Budget passes"]
-    quake = articles[0]
-    assert "3 outlets" in "".join(quake.find(".//div").itertext())
-    links = {a.get("href"): "".join(a.itertext()) for a in quake.iterfind(".//li/a")}
-    assert links == {
-        "https://alpha.example/a-quake": "Quake hits coast",
-        "https://beta.example/b-quake": "Strong quake strikes coast",
-        "https://gamma.example/g-quake": "Coast quake: dozens hurt",
-    }
-    outlets = ["".join(c.itertext()) for c in quake.iterfind(".//cite")]
-    assert outlets == ["Alpha News", "Beta Wire", "Gamma Times"]
-    assert [len(a.findall(".//time")) >= 1 for a in articles] == [True] * 3
-
-
-async def test_new_and_updated_marks(client: httpx.AsyncClient) -> None:
-    articles = _articles((await client.get("/")).text)
-    marks = [[s.text for s in a.iterfind(".//span")] for a in articles]
-    assert marks == [["new"], ["updated"], []]
-
-
 async def test_feed_text_is_escaped_not_interpreted(client: httpx.AsyncClient) -> None:
     for path in ("/", "/stories/mkt1"):
         html = (await client.get(path)).text
         assert "<script>document.title" not in html
         assert "&lt;script&gt;document.title=&#39;pwned&#39;" in html
-
-
-async def test_story_page_explains_each_join(client: httpx.AsyncClient) -> None:
-    response = await client.get("/stories/quake1")
-    assert response.status_code == 200
-    doc = etree.fromstring(response.text.encode(), etree.HTMLParser())
-    items = doc.findall(".//ul[@class='sources']/li")
-    assert len(items) == 3
-    joined = "".join(items[1].itertext())
-    assert "Joined with score 0.771" in joined
-    rows = dict(
-        zip(
-            ["".join(dt.itertext()) for dt in items[1].iterfind(".//dt")],
-            ["".join(dd.itertext()) for dd in items[1].iterfind(".//dd")],
-            strict=True,
-        )
-    )
-    assert rows["shared_terms"] == "quake, coast"
-    assert rows["cosine"] == "0.812"
-    assert rows["rule"] == "score"
-    assert "First report" in "".join(items[0].itertext())
 
 
 async def test_unknown_story_is_a_404_page(client: httpx.AsyncClient) -> None:

@@ -2,7 +2,9 @@
 
 ::
 
-    /                 latest merged stories (filters: ?tag= ?min_sources= ?limit=)
+    /                 front page: stories ranked fresh and widely reported first
+                      (``aggregator.stories``), ?q= search, ?tag= ?min_sources= filters
+                      (min_sources counts outlets), ?page= pages of ?limit= stories
     /stories/{id}     one story, every source and why it joined
     /feed.atom .rss .json   merged feeds, same filters, ETag/Last-Modified with 304s
                       (also at /merged.atom .rss .json, the names their self links use)
@@ -46,11 +48,18 @@ from aggregator.publish import (
 )
 from aggregator.storage.base import Storage
 from aggregator.types import FeedState, Story
-from aggregator.web import pages
+from aggregator.web import pages, views
 from aggregator.web.conditional import http_date, is_not_modified, strong_etag
 from aggregator.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from aggregator.web.metrics import Metrics
-from aggregator.web.params import BadQuery, Filters, parse_filters
+from aggregator.web.params import (
+    PAGE_SIZE,
+    BadQuery,
+    Filters,
+    FrontPage,
+    parse_filters,
+    parse_front_page,
+)
 
 Renderer = Callable[[Sequence[Story], FeedMeta], bytes]
 FeedsProvider = Callable[[], Sequence[FeedState]]
@@ -65,6 +74,8 @@ FEED_FORMATS: dict[str, tuple[Renderer, str]] = {
 FEED_FILENAMES = {"atom": ATOM_FILENAME, "rss": RSS_FILENAME, "json": JSON_FILENAME}
 # Feed readers must revalidate every time; a 304 costs one query and a hash.
 FEED_CACHE_CONTROL = "no-cache"
+# The "at least N outlets" choices the front page offers (any value works in the URL).
+MIN_OUTLET_CHOICES = (1, 2, 3, 5, 10)
 _PLAIN_ERROR_PREFIXES = ("/feed.", "/merged.", "/healthz", "/metrics")
 
 
@@ -114,21 +125,66 @@ class _Web:
         )
 
     async def index(self, request: Request) -> Response:
-        filters = self._filters(request)
-        stories = await self._stories(filters)
-        context = self._context(request, filters=filters)
-        context["views"] = pages.story_views(stories, context["now"])
-        return HTMLResponse(pages.render("index.html", **context))
+        try:
+            front = parse_front_page(request.query_params)
+        except BadQuery as exc:
+            raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        context = self._context(request)
+        # Storage and rendering both run in the thread pool: a page of large stories takes
+        # milliseconds of CPU that would otherwise stall every other request and the poller.
+        html = await run_in_threadpool(self._index_html, front, context)
+        return HTMLResponse(html)
+
+    def _index_html(self, front: FrontPage, context: dict[str, Any]) -> str:
+        filters = front.filters
+        found = self.storage.front_page(
+            filters.limit + 1,
+            offset=front.offset,
+            min_sources=filters.min_sources,
+            tag=filters.tag,
+            query=front.search,
+        )
+        total = self.storage.count_stories(
+            min_sources=filters.min_sources, tag=filters.tag, query=front.search
+        )
+        tags = sorted({tag for feed in self.feeds_provider() for tag in feed.tags})
+        now = context["now"]
+        cards = [views.story_card(story, now) for story in found[: filters.limit]]
+        older = front.link(page=front.page + 1, default_limit=PAGE_SIZE)
+        newer = front.link(page=front.page - 1, default_limit=PAGE_SIZE)
+        return pages.render(
+            "index.html",
+            **context,
+            front=front,
+            filters=filters,
+            cards=cards,
+            total=total,
+            tags=tags,
+            outlet_choices=MIN_OUTLET_CHOICES,
+            older=older if len(found) > filters.limit else None,
+            newer=newer if front.page > 1 else None,
+        )
 
     async def story(self, request: Request) -> Response:
         story_id = str(request.path_params["story_id"])
-        story = await run_in_threadpool(self.storage.get_story, story_id)
+        context = self._context(request)
+        html = await run_in_threadpool(self._story_html, story_id, context)
+        return HTMLResponse(html)
+
+    def _story_html(self, story_id: str, context: dict[str, Any]) -> str:
+        story = self.storage.get_story(story_id)
         if story is None:
             raise HTTPException(HTTPStatus.NOT_FOUND, f"There is no story with id {story_id!r}.")
-        context = self._context(request, story=story)
-        context["mark"] = pages.freshness(story, context["now"])
-        context["sources"] = pages.source_views(story)
-        return HTMLResponse(pages.render("story.html", **context))
+        now = context["now"]
+        card = views.story_card(story, now)
+        return pages.render(
+            "story.html",
+            **context,
+            story=story,
+            card=card,
+            sources=views.source_views(story),
+            updated=views.last_joined(story),
+        )
 
     def feed_endpoint(self, fmt: str) -> Callable[[Request], Awaitable[Response]]:
         """The handler serving the merged feed in ``fmt`` (a key of ``FEED_FORMATS``)."""

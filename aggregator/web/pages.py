@@ -1,37 +1,23 @@
-"""HTML pages: Jinja2 templates with autoescaping, fed small view models built here.
+"""HTML pages: Jinja2 templates with autoescaping, the time filters they use, the feed list.
 
-Every string that came from a feed reaches the page through Jinja2's autoescaping; the one
-exception is the sources list, which is ``aggregator.publish.sources_html``: a fragment the
-publisher builds with every text escaped and only http(s) links, shared with the feeds.
-
-"New" and "updated" marks are stateless, so every reader and every cache sees the same page:
-a story is *new* when its first report was published within ``FRESH_WINDOW`` of now, and
-*updated* when it is not new but changed (an outlet joined it or edited its report) within
-that window.
+Every string that came from a feed reaches the page through Jinja2's autoescaping, and only
+http(s) URLs become links (``aggregator.publish.links.safe_url``). The story view models are
+in ``aggregator.web.views``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
 from aggregator.health import feed_notes
-from aggregator.publish import sources_html
 from aggregator.publish.links import safe_url
-from aggregator.types import FeedState, Story, StorySource
-
-# An hour: long enough that a reader checking in hourly sees what arrived since, short enough
-# that the marks still mean "just happened" on a busy news day.
-FRESH_WINDOW = timedelta(hours=1)
-# A story's "updated" time is set when any refresh touches it; within this much of its first
-# report that is the first report itself being stored, not an update.
-UPDATE_GRACE = timedelta(minutes=1)
+from aggregator.types import FeedState
 
 _env = Environment(
     loader=PackageLoader("aggregator.web", "templates"),
@@ -54,6 +40,14 @@ def utc_label(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def full_time(moment: datetime | None) -> str:
+    """``Wed 1 May 2024, 12:00 UTC``: the exact time, shown on hover over a relative one."""
+    if moment is None:
+        return ""
+    utc = moment.astimezone(UTC)
+    return f"{utc:%a} {utc.day} {utc:%b %Y, %H:%M} UTC"
+
+
 def iso(moment: datetime | None) -> str:
     """RFC 3339 for ``<time datetime>``."""
     return moment.astimezone(UTC).isoformat() if moment is not None else ""
@@ -74,81 +68,6 @@ def relative(moment: datetime | None, now: datetime) -> str:
             label = f"{amount} {unit}{'s' if unit == 'day' and amount != 1 else ''}"
             return f"in {label}" if future else f"{label} ago"
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def freshness(story: Story, now: datetime) -> str | None:
-    """``"new"``, ``"updated"`` or None, by the rule in the module docstring."""
-    since = now - FRESH_WINDOW
-    if story.first_published >= since:
-        return "new"
-    if story.updated >= since and story.updated - story.first_published > UPDATE_GRACE:
-        return "updated"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class StoryView:
-    story: Story
-    mark: str | None
-    outlets: int
-    sources: Markup
-
-
-def story_views(stories: Sequence[Story], now: datetime) -> list[StoryView]:
-    """What the home page shows for each story."""
-    return [
-        StoryView(
-            story=story,
-            mark=freshness(story, now),
-            outlets=len({s.feed_url for s in story.sources}),
-            # Escaped by the publisher (see the module docstring), so it is marked safe here.
-            sources=Markup(sources_html(story)),
-        )
-        for story in stories
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceRow:
-    name: str
-    value: str
-
-
-def evidence_rows(evidence: Mapping[str, Any]) -> list[EvidenceRow]:
-    """The matcher's evidence as name/value rows; numbers rounded, lists joined, sorted by name.
-
-    ``shared_terms`` and ``score`` come first because they explain the decision best.
-    """
-    first = ("rule", "score", "meaning", "shared_terms")
-    names = [n for n in first if n in evidence] + sorted(k for k in evidence if k not in first)
-    return [EvidenceRow(str(name), _value(evidence[name])) for name in names]
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_value(v) for v in value) or "none"
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k}: {_value(v)}" for k, v in value.items())
-    return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class SourceView:
-    source: StorySource
-    link: str | None
-    evidence: list[EvidenceRow]
-
-
-def source_views(story: Story) -> list[SourceView]:
-    """Each source of a story with its link (http(s) only) and the evidence of its match."""
-    return [
-        SourceView(source, safe_url(source.url), evidence_rows(source.evidence))
-        for source in story.sources
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,4 +108,5 @@ def feed_views(feeds: Sequence[FeedState]) -> list[FeedView]:
 
 _env.filters["utc"] = utc_label
 _env.filters["iso"] = iso
+_env.filters["full"] = full_time
 _env.globals["relative"] = relative

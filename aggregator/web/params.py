@@ -6,6 +6,7 @@ A bad value raises ``BadQuery`` whose text is shown to the client with a 400 sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
@@ -48,6 +49,64 @@ def _single(params: QueryParams, name: str) -> str | None:
     if len(values) > 1:
         raise BadQuery(f"{name} is given {len(values)} times; give it once")
     return values[0] if values else None
+
+
+# A search is a few words; longer text is a paste gone wrong, and storage reads only the first
+# few words anyway.
+MAX_QUERY_CHARS = 200
+# Pages of the front page: past a thousand pages a reader wants search, not paging, and the
+# offset a database must skip stays small.
+MAX_PAGE = 1000
+# Stories per front-page page: a screenful or two on a desktop, quick to render on a phone.
+PAGE_SIZE = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FrontPage:
+    """What the front page shows: the filters, a search and which page of the results."""
+
+    filters: Filters
+    search: str | None = None
+    page: int = 1
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.filters.limit
+
+    def link(self, *, page: int | None = None, default_limit: int) -> str:
+        """The query string (with its "?", or "") of this page or of page ``page``."""
+        params = self.filters.query(default_limit=default_limit)
+        if self.search:
+            params["q"] = self.search
+        target = self.page if page is None else page
+        if target != 1:
+            params["page"] = str(target)
+        return "?" + urlencode(params) if params else ""
+
+
+def parse_front_page(params: QueryParams) -> FrontPage:
+    """The filters (``limit`` defaulting to ``PAGE_SIZE``), ``q`` and ``page``; BadQuery for
+    a bad value."""
+    # The page's own form sends "tag=" for "all tags" and "q=" for no search.
+    if params.getlist("tag") == [""]:
+        params = QueryParams([(k, v) for k, v in params.multi_items() if k != "tag"])
+    filters = parse_filters(params, default_limit=PAGE_SIZE)
+    search = _single(params, "q")
+    if search is not None:
+        search = " ".join(search.split())
+        if len(search) > MAX_QUERY_CHARS:
+            raise BadQuery(
+                f"q is {len(search)} characters long; searches are at most {MAX_QUERY_CHARS}"
+            )
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in search):
+            raise BadQuery("q contains control characters")
+    page = 1
+    page_text = _single(params, "page")
+    if page_text is not None:
+        page = _whole_number("page", page_text, 1, MAX_PAGE)
+        if page > MAX_PAGE:
+            raise BadQuery(f"page must be a whole number from 1 to {MAX_PAGE}, not {page_text!r}")
+    return FrontPage(filters=filters, search=search or None, page=page)
 
 
 # Longer digit strings are refused before int() reads them (no value we accept needs more).
