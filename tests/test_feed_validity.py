@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -24,7 +24,6 @@ from lxml import etree, html  # type: ignore[import-untyped]
 from test_publish import _atom_schema, _schematron_failures
 from test_web import asgi_client, make_config
 
-from aggregator.config import Config
 from aggregator.publish import FeedMeta, render_atom, render_json_feed, render_rss, write_outputs
 from aggregator.publish.item import MAX_SOURCES_PER_ITEM
 from aggregator.storage import SqlStorage, open_storage
@@ -314,23 +313,16 @@ def seed_hostile(storage: SqlStorage) -> None:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path)
-
-
-@pytest.fixture
-def storage(config: Config) -> Iterator[SqlStorage]:
-    store = open_storage(config.settings.storage_url)
-    seed_hostile(store)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-async def client(storage: SqlStorage, config: Config) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(storage, settings=config.settings, public_url=PUBLIC)
-    async with asgi_client(app) as http:
-        yield http
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The web app over a real SQLite database seeded by ``seed_hostile``."""
+    settings = make_config(tmp_path).settings
+    storage = open_storage(settings.storage_url)
+    try:
+        seed_hostile(storage)
+        async with asgi_client(create_app(storage, settings=settings, public_url=PUBLIC)) as http:
+            yield http
+    finally:
+        storage.close()
 
 
 FILTERS = {
