@@ -61,7 +61,8 @@ class Runtime:
         """
         s = self.config.settings
         stories = self.storage.recent_stories(s.max_stories)
-        paths = write_outputs(stories, s.output, FeedMeta())
+        # Absolute links (settings.site_url): the files are read from disk, mirrors and caches.
+        paths = write_outputs(stories, s.output, FeedMeta(s.site_url))
         log.debug("published %s", ", ".join(str(p) for p in paths))
         return len(stories)
 

@@ -104,6 +104,27 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.timeout, s.deadline) == (timedelta(seconds=20), timedelta(seconds=60))
     assert s.max_bytes == 10 * 1024 * 1024
     assert s.allow_networks == ()
+    assert s.public_url is None
+    assert s.site_url == "http://127.0.0.1:8080/"
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("https://news.example", "https://news.example/"),
+        ("  https://news.example/agg  ", "https://news.example/agg/"),
+        ("http://[::1]:9000/feeds/", "http://[::1]:9000/feeds/"),
+    ],
+)
+def test_public_url_is_normalised(written: str, expected: str, tmp_path: Path) -> None:
+    text = f"settings:\n  public_url: '{written}'\nfeeds: []\n"
+    settings = load_config_text(text, tmp_path / "feeds.yml").settings
+    assert settings.public_url == settings.site_url == expected
+
+
+def test_site_url_follows_listen(tmp_path: Path) -> None:
+    text = "settings:\n  listen: '[::1]:9000'\nfeeds: []\n"
+    assert load_config_text(text, tmp_path / "feeds.yml").settings.site_url == "http://[::1]:9000/"
 
 
 @pytest.mark.parametrize("text", ["", "# only comments\n"])
@@ -132,6 +153,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
               match_window: 1d12h
               match_max_entries: 50000
               listen: "[::1]:9000"
+              public_url: https://news.example/agg
               user_agent: "news-bot/2 (+https://example.org)"
               max_stories: 50
               concurrency: 8
@@ -162,6 +184,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
         match_max_entries=50_000,
         listen_host="::1",
         listen_port=9000,
+        public_url="https://news.example/agg/",
         user_agent="news-bot/2 (+https://example.org)",
         max_stories=50,
         concurrency=8,
@@ -298,8 +321,8 @@ ERROR_CASES = {
         "settings:\n  colour: blue\nfeeds: []\n",
         "feeds.yml:2: settings.colour: unknown key 'colour' (known keys: storage, output, "
         "interval, min_interval, max_interval, match_window, match_max_entries, semantic, "
-        "listen, user_agent, max_stories, concurrency, per_host, timeout, deadline, max_bytes, "
-        "allow_networks)",
+        "listen, public_url, user_agent, max_stories, concurrency, per_host, timeout, deadline, "
+        "max_bytes, allow_networks)",
     ),
     "wrong type: text for int": (
         "feeds:\n  - url: https://a.example/\n    priority: high\n",
@@ -346,6 +369,28 @@ ERROR_CASES = {
     "listen without port": (
         "settings:\n  listen: localhost\nfeeds: []\n",
         "feeds.yml:2: settings.listen: 'localhost' is not an address like 127.0.0.1:8080",
+    ),
+    "public_url not http": (
+        "settings:\n  public_url: ftp://news.example/\nfeeds: []\n",
+        "feeds.yml:2: settings.public_url: 'ftp://news.example/' is not an http:// or https:// URL",
+    ),
+    "public_url relative": (
+        "settings:\n  public_url: /news/\nfeeds: []\n",
+        "feeds.yml:2: settings.public_url: '/news/' is not an http:// or https:// URL",
+    ),
+    "public_url with a query": (
+        "settings:\n  listen: 127.0.0.1:8080\n  public_url: https://n.example/?a=1\nfeeds: []\n",
+        "feeds.yml:3: settings.public_url: 'https://n.example/?a=1' has a query or fragment; "
+        "give the address of the site root",
+    ),
+    "public_url with a password": (
+        "settings:\n  public_url: https://me:pw@n.example/\nfeeds: []\n",
+        "feeds.yml:2: settings.public_url: 'https://me:pw@n.example/' holds a user name or "
+        "password, which every reader would see",
+    ),
+    "public_url not text": (
+        "settings:\n  public_url: 8080\nfeeds: []\n",
+        "feeds.yml:2: settings.public_url: expected text, got the number 8080",
     ),
     "unsupported storage scheme": (
         "settings:\n  storage: mysql://db/news\nfeeds: []\n",

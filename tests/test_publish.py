@@ -27,6 +27,7 @@ from aggregator.publish import (
     sources_html,
     write_outputs,
 )
+from aggregator.publish.item import MAX_SOURCES_PER_ITEM
 from aggregator.publish.links import safe_url
 from aggregator.stories import build_story
 from aggregator.types import Story, StorySource
@@ -36,7 +37,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 NS = {"atom": ATOM_NS}
 SCHEMATRON_NS = {"s": "http://www.ascc.net/xml/schematron"}
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-META = FeedMeta(home_url="https://news.example/", base_url="https://news.example/feeds/")
+META = FeedMeta("https://news.example/")
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 RFC822 = re.compile(
@@ -59,10 +60,12 @@ def _source(
     *,
     score: float = 0.9,
     priority: int = 0,
+    summary: str = "",
+    feed: str | None = None,
 ) -> StorySource:
     slug = re.sub(r"\W+", "-", outlet.lower()).strip("-") or "x"
     return StorySource(
-        feed_url=f"https://{slug}.example/feed.xml",
+        feed_url=feed or f"https://{slug}.example/feed.xml",
         feed_name=outlet,
         entry_id=f"{slug}-{minutes}",
         title=title,
@@ -71,6 +74,7 @@ def _source(
         score=score,
         evidence={},
         priority=priority,
+        summary=summary,
     )
 
 
@@ -149,6 +153,9 @@ def test_atom_schema_check_can_fail(stories: list[Story]) -> None:
     assert not schema.validate(doc)
     doc = etree.fromstring(render_atom(stories, META))
     doc.remove(doc.find("atom:author", NS))
+    assert _schematron_failures(doc) == []  # every entry names its own author
+    entry = doc.find("atom:entry", NS)
+    entry.remove(entry.find("atom:author", NS))
     assert _schematron_failures(doc)
 
 
@@ -162,11 +169,15 @@ def test_atom_entries_cite_every_source(quake: Story) -> None:
     alternate = entry.xpath("atom:link[@rel='alternate']/@href", namespaces=NS)
     assert alternate == ["https://beta.example/a?id=7&lang=en"]
     related = entry.xpath("atom:link[@rel='related']/@href", namespaces=NS)
-    assert related == [s.url for s in quake.sources]
+    assert related == ["https://news.example/stories/q1", *(s.url for s in quake.sources)]
+    assert entry.xpath("atom:author/atom:name/text()", namespaces=NS) == ["Beta Times"]
+    contributors = entry.xpath("atom:contributor/atom:name/text()", namespaces=NS)
+    assert contributors == ["Alpha News", "Gamma Wire"]
+    assert entry.find("atom:summary", NS) is None  # no source has a summary: no lead
     assert doc.findtext("atom:generator", namespaces=NS) == "aggregator"
     assert doc.find("atom:generator", NS).get("version") == aggregator.__version__
     self_href = doc.xpath("atom:link[@rel='self']/@href", namespaces=NS)
-    assert self_href == ["https://news.example/feeds/merged.atom"]
+    assert self_href == ["https://news.example/merged.atom"]
 
 
 # --- RSS -----------------------------------------------------------------------------------
@@ -213,8 +224,10 @@ class _JsonSource(_Strict):
 
 class _JsonItemExtension(_Strict):
     about: str
+    story_url: str
     sources: list[_JsonSource]
     source_count: int
+    more_sources: int
 
 
 class _JsonAuthor(_Strict):
@@ -223,8 +236,9 @@ class _JsonAuthor(_Strict):
 
 class _JsonItem(_Strict):
     id: str
-    url: str | None = None
+    url: str
     title: str
+    summary: str | None = None
     content_html: str
     date_published: str
     date_modified: str
@@ -246,7 +260,7 @@ def test_json_feed_structure(stories: list[Story], quake: Story) -> None:
     feed = _JsonFeed.model_validate(json.loads(render_json_feed(stories, META)))
     assert feed.version == "https://jsonfeed.org/version/1.1"
     assert feed.title == "aggregator — merged stories"
-    assert feed.feed_url == "https://news.example/feeds/merged.json"
+    assert feed.feed_url == "https://news.example/merged.json"
     for item in feed.items:
         assert item.id.startswith("urn:aggregator:story:")
         assert RFC3339.match(item.date_published) and RFC3339.match(item.date_modified)
@@ -346,6 +360,7 @@ def test_hostile_links_dropped_in_atom_and_json(hostile: Story) -> None:
     atom = etree.fromstring(render_atom([hostile], META))
     assert atom.xpath("//atom:entry/atom:link/@href", namespaces=NS) == [
         "https://delta.example/x",
+        "https://news.example/stories/h1",
         "https://delta.example/x",
     ]
     sources = json.loads(render_json_feed([hostile], META))["items"][0]["_aggregator"]["sources"]
@@ -389,13 +404,29 @@ def test_safe_url(url: str | None, linkable: bool) -> None:
     assert (safe_url(url) is not None) is linkable
 
 
-def test_feed_meta_refuses_unsafe_urls_and_naive_time() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "./",
+        "/news/",
+        "https://news.example",  # no final "/": links would lose the last path segment
+        "https://news.example/?a=1",
+        "https://news.example/#top",
+    ],
+)
+def test_feed_meta_refuses_urls_that_are_not_absolute_roots(url: str) -> None:
     with pytest.raises(ValueError):
-        FeedMeta(home_url="javascript:alert(1)")
+        FeedMeta(url)
+
+
+def test_feed_meta_links_and_naive_time() -> None:
     with pytest.raises(ValueError):
-        FeedMeta(updated=datetime(2024, 1, 1))  # naive on purpose
-    assert FeedMeta().self_url("merged.rss") == "merged.rss"
-    assert FeedMeta(base_url="/feeds/").self_url("merged.rss") == "/feeds/merged.rss"
+        FeedMeta("https://news.example/", updated=datetime(2024, 1, 1))  # naive on purpose
+    meta = FeedMeta("https://news.example/agg/")
+    assert meta.home_url == "https://news.example/agg/"
+    assert meta.self_url("merged.rss") == "https://news.example/agg/merged.rss"
+    assert meta.story_url("a/b c") == "https://news.example/agg/stories/a%2Fb%20c"
 
 
 def test_control_characters_are_removed(quake: Story) -> None:
@@ -405,6 +436,152 @@ def test_control_characters_are_removed(quake: Story) -> None:
     for render in (render_atom, render_rss):
         root = etree.fromstring(render([noisy, quake], META))
         assert "Bell title" in etree.tostring(root, encoding="unicode")
+
+
+# --- What an item says ------------------------------------------------------------------
+
+LEAD = "A strong earthquake struck the coast on Wednesday, damaging buildings in three towns."
+
+
+def _paragraphs(content: str) -> list[str]:
+    tree = html.fragment_fromstring(content, create_parent="div")
+    return [p.text_content() for p in tree.iter("p")]
+
+
+def _json_item(story: Story, meta: FeedMeta = META) -> dict[str, Any]:
+    item: dict[str, Any] = json.loads(render_json_feed([story], meta))["items"][0]
+    return item
+
+
+def test_lead_is_the_first_paragraph_in_every_format() -> None:
+    story = build_story(
+        "l1",
+        [
+            _source("Alpha", "Quake hits coast", "https://a.example/1", 0, summary=LEAD),
+            _source("Beta", "Coast quake", "https://b.example/1", 5, summary="Other <b>text</b>."),
+        ],
+        T0,
+    )
+    item = _json_item(story)
+    assert item["summary"] == LEAD
+    assert _paragraphs(item["content_html"])[:2] == [LEAD, "Reported by 2 outlets:"]
+    atom = etree.fromstring(render_atom([story], META))
+    assert atom.findtext("atom:entry/atom:summary", namespaces=NS) == LEAD
+    assert atom.find("atom:entry/atom:summary", NS).get("type") == "text"
+    rss = etree.fromstring(render_rss([story], META))
+    assert _paragraphs(rss.findtext("channel/item/description") or "")[0] == LEAD
+
+
+def test_one_source_story_does_not_repeat_its_headline(older: Story) -> None:
+    content = _json_item(older)["content_html"]
+    assert "Budget passes" not in content
+    tree = html.fragment_fromstring(content, create_parent="div")
+    assert [a.get("href") for a in tree.iter("a")] == ["https://alpha.example/b"]
+    assert [c.text_content() for c in tree.iter("cite")] == ["Alpha News"]
+    assert tree.find(".//time").get("datetime") == "2024-05-01T02:00:00Z"
+    assert tree.find(".//ul") is None
+
+
+def test_duplicate_urls_are_one_source_and_outlets_count_once() -> None:
+    url = "https://agency.example/quake"
+    story = build_story(
+        "d1",
+        [
+            _source("Agency", "Quake", url, 0, priority=1),
+            _source("Portal", "Quake (via Agency)", url, 3),
+            _source("Agency", "Quake: update", "https://agency.example/quake-2", 9),
+            _source("Daily", "Coast shaken", None, 12),
+        ],
+        T0,
+    )
+    item = _json_item(story)
+    ext = item["_aggregator"]
+    assert [s["title"] for s in ext["sources"]] == ["Quake", "Quake: update", "Coast shaken"]
+    assert (ext["source_count"], ext["more_sources"]) == (3, 0)
+    assert [a["name"] for a in item["authors"]] == ["Agency", "Daily"]
+    assert "Reported by 2 outlets:" in _paragraphs(item["content_html"])
+
+
+def _flood(count: int, more_sources: int = 0) -> Story:
+    sources = [
+        _source(f"Outlet {n:03d}", f"Report {n}", f"https://o{n}.example/a", n)
+        for n in range(count)
+    ]
+    story = build_story("big/1", sources, T0, more_sources)
+    return story
+
+
+@pytest.mark.parametrize("more_sources", [0, 1000])
+def test_sources_per_item_are_bounded(more_sources: int) -> None:
+    story = _flood(MAX_SOURCES_PER_ITEM + 7, more_sources)
+    more = 7 + more_sources
+    item = _json_item(story)
+    ext = item["_aggregator"]
+    assert len(ext["sources"]) == MAX_SOURCES_PER_ITEM
+    assert ext["source_count"] == MAX_SOURCES_PER_ITEM + 7
+    assert ext["more_sources"] == more
+    assert ext["story_url"] == "https://news.example/stories/big%2F1"
+    assert len(item["authors"]) == MAX_SOURCES_PER_ITEM
+    tree = html.fragment_fromstring(item["content_html"], create_parent="div")
+    assert len(tree.findall(".//li")) == MAX_SOURCES_PER_ITEM
+    last = list(tree.iter("a"))[-1]
+    assert (last.text_content(), last.get("href")) == (
+        f"+{more} more sources",
+        "https://news.example/stories/big%2F1",
+    )
+    counted = "at least " if more_sources else ""
+    assert f"Reported by {counted}{MAX_SOURCES_PER_ITEM + 7} outlets:" in _paragraphs(
+        item["content_html"]
+    )
+    atom = etree.fromstring(render_atom([story], META))
+    related = atom.xpath("//atom:entry/atom:link[@rel='related']", namespaces=NS)
+    assert len(related) == MAX_SOURCES_PER_ITEM + 1  # the story page and each listed source
+
+
+def test_bounded_list_keeps_the_outlets_the_headline_rule_prefers() -> None:
+    flood = [_source("Spam", f"Spam {n}", f"https://spam.example/{n}", n - 100) for n in range(40)]
+    wire = _source("Wire", "Quake", "https://wire.example/q", 0, priority=3)
+    item = _json_item(build_story("f1", [*flood, wire], T0))
+    outlets = [s["outlet"] for s in item["_aggregator"]["sources"]]
+    assert outlets[-1] == "Wire" and len(outlets) == MAX_SOURCES_PER_ITEM
+    assert item["_aggregator"]["more_sources"] == 21
+
+
+def test_story_without_a_link_points_at_its_page() -> None:
+    story = build_story("n1", [_source("Alpha", "No link", None, 0)], T0)
+    assert _json_item(story)["url"] == "https://news.example/stories/n1"
+    atom = etree.fromstring(render_atom([story], META))
+    links = atom.xpath("//atom:entry/atom:link", namespaces=NS)
+    assert [(a.get("rel"), a.get("href")) for a in links] == [
+        ("alternate", "https://news.example/stories/n1")
+    ]
+    rss = etree.fromstring(render_rss([story], META))
+    assert rss.findtext("channel/item/link") == "https://news.example/stories/n1"
+
+
+def test_filtered_feed_has_its_own_title_id_and_self_link(stories: list[Story]) -> None:
+    meta = META.filtered(tag="wörld news", min_sources=3, query={"tag": "wörld news", "limit": "5"})
+    assert meta.title == "aggregator — merged stories — tagged wörld news, 3+ sources"
+    assert meta.feed_id == "urn:aggregator:feed:merged:tag=w%C3%B6rld%20news:min_sources=3"
+    self_url = "https://news.example/merged.atom?tag=w%C3%B6rld%20news&limit=5"
+    assert meta.self_url("merged.atom") == self_url
+    atom = etree.fromstring(render_atom(stories, meta))
+    assert atom.findtext("atom:id", namespaces=NS) == meta.feed_id
+    assert atom.xpath("atom:link[@rel='self']/@href", namespaces=NS) == [self_url]
+    assert META.filtered(tag=None, min_sources=1, query={}) == META
+    only_limit = META.filtered(tag=None, min_sources=1, query={"limit": "5"})
+    assert (only_limit.title, only_limit.feed_id) == (META.title, META.feed_id)
+
+
+def test_published_links_are_absolute(tmp_path: Path, stories: list[Story]) -> None:
+    write_outputs(stories, tmp_path, META)
+    for name in ("merged.atom", "merged.rss"):
+        root = etree.parse(str(tmp_path / name)).getroot()
+        hrefs = root.xpath("//@href") + root.xpath("//link/text()")
+        assert hrefs and all(str(h).startswith("https://") for h in hrefs), hrefs
+    document = json.loads((tmp_path / "merged.json").read_text(encoding="utf-8"))
+    assert document["home_page_url"] == "https://news.example/"
+    assert all(i["url"].startswith("https://") for i in document["items"])
 
 
 # --- Order and determinism -----------------------------------------------------------------

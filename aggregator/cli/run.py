@@ -87,7 +87,7 @@ def run(
                 runtime.storage,
                 settings=config.settings,
                 metrics=metrics,
-                public_url=f"http://{shown}:{bound_port}/",
+                public_url=config.settings.public_url or f"http://{shown}:{bound_port}/",
                 health=service.health,
             )
             tasks = [

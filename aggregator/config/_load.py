@@ -146,6 +146,7 @@ def _settings(raw: SettingsModel, base: Path) -> Settings:
         semantic=raw.semantic,
         listen_host=host,
         listen_port=port,
+        public_url=raw.public_url,
         user_agent=raw.user_agent,
         max_stories=raw.max_stories,
         concurrency=raw.concurrency,

@@ -19,6 +19,7 @@ from aggregator.config._values import (
     DURATION_HINT,
     SIZE_HINT,
     check_feed_url,
+    check_public_url,
     check_storage,
     parse_duration,
     parse_listen,
@@ -105,6 +106,7 @@ class SettingsModel(BaseModel):
     match_max_entries: AtLeastOne = d.DEFAULT_MATCH_MAX_ENTRIES
     semantic: SemanticSignal = DEFAULT_SEMANTIC
     listen: Listen = (d.DEFAULT_LISTEN_HOST, d.DEFAULT_LISTEN_PORT)
+    public_url: Annotated[str, AfterValidator(check_public_url)] | None = None
     user_agent: Annotated[str, AfterValidator(_user_agent)] = USER_AGENT
     max_stories: AtLeastOne = d.DEFAULT_MAX_STORIES
     concurrency: AtLeastOne = defaults.DEFAULT_CONCURRENCY

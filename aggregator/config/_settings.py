@@ -68,6 +68,8 @@ class Settings:
     semantic: SemanticSignal = DEFAULT_SEMANTIC
     listen_host: str = DEFAULT_LISTEN_HOST
     listen_port: int = DEFAULT_LISTEN_PORT
+    # The address readers reach the service at, ending in "/"; None: ``http://<listen>/``.
+    public_url: str | None = None
     user_agent: str = USER_AGENT
     max_stories: int = DEFAULT_MAX_STORIES
     concurrency: int = DEFAULT_CONCURRENCY
@@ -82,6 +84,12 @@ class Settings:
         """``HOST:PORT`` as written in feeds.yml (IPv6 hosts in brackets)."""
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"{host}:{self.listen_port}"
+
+    @property
+    def site_url(self) -> str:
+        """The absolute URL every published link starts from: ``public_url``, by default
+        ``http://`` and ``listen`` with a final "/" (self, home and story page links)."""
+        return self.public_url or f"http://{self.listen}/"
 
 
 @dataclass(frozen=True, slots=True)

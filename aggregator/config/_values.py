@@ -145,6 +145,18 @@ def check_feed_url(text: str) -> str:
     return url
 
 
+def check_public_url(text: str) -> str:
+    """Validate ``public_url``: an absolute http(s) URL with no query, fragment or password;
+    returned ending in "/" (the published feeds append ``merged.atom``, ``stories/<id>``)."""
+    url = check_feed_url(text)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError(f"{text!r} has a query or fragment; give the address of the site root")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{text!r} holds a user name or password, which every reader would see")
+    return url if parts.path.endswith("/") else url + "/"
+
+
 def check_storage(text: str) -> str:
     """Validate the ``storage`` setting: a database URL of a known driver, or a file path."""
     value = text.strip()

@@ -58,21 +58,6 @@ def primary_url(story: Story) -> str | None:
     return None
 
 
-def source_urls(story: Story) -> list[str]:
-    """Every linkable source URL of the story, in source order, without repeats."""
-    seen: dict[str, None] = {}
-    for source in story.sources:
-        url = safe_url(source.url)
-        if url:
-            seen.setdefault(url)
-    return list(seen)
-
-
-def outlet_names(story: Story) -> list[str]:
-    """Every outlet reporting the story, in source order, without repeats."""
-    return list(dict.fromkeys(clean_text(s.feed_name) for s in story.sources))
-
-
 def ordered(stories: Sequence[Story]) -> list[Story]:
     """Most recently updated first; ties by id so the output bytes never depend on input order."""
     return sorted(stories, key=lambda s: (_utc(s.updated), s.id), reverse=True)

@@ -1,6 +1,7 @@
-"""The "sources" HTML fragment: every outlet's headline, linked to its article, with its time.
+"""HTML of a story's sources: every outlet's headline, linked to its article, with its time.
 
-Feeds carry it as item content and a web page can embed it as is. Every piece of text is
+``sources_html`` is the fragment a web page embeds as is; ``item_content_html`` the body of a
+feed item (lead, the listed sources, a link to the rest). Every piece of text is
 escaped with ``html.escape`` and only http(s) URLs become links, so the fragment is safe to
 insert into a page whatever the feeds contained.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from aggregator.publish._common import clean_text, rfc3339
+from aggregator.publish.item import ItemView
 from aggregator.publish.links import safe_url
 from aggregator.types import Story, StorySource
 
@@ -39,8 +41,35 @@ def sources_html(story: Story) -> str:
     return f'<ul class="{SOURCES_CLASS}">{items}</ul>'
 
 
-def item_content_html(story: Story) -> str:
-    """An item's whole HTML body: how many outlets reported it, then the sources list."""
-    count = len(story.sources)
-    noun = "outlet" if count == 1 else "outlets"
-    return f"<p>Reported by {count} {noun}:</p>{sources_html(story)}"
+def _outlets(view: ItemView) -> str:
+    noun = "outlet" if view.outlet_count == 1 else "outlets"
+    # Sources left unloaded may come from further outlets: the count is then a floor.
+    floor = "at least " if view.story.more_sources else ""
+    return f"{floor}{view.outlet_count} {noun}"
+
+
+def _single_source_html(source: StorySource) -> str:
+    """The line of a one-source item: outlet (linked to its article) and time; the headline
+    is the item's title already."""
+    outlet = f"<cite>{escape(clean_text(source.feed_name))}</cite>"
+    url = safe_url(source.url)
+    if url:
+        outlet = f'<a href="{escape(url, quote=True)}">{outlet}</a>'
+    return f"<p>Reported by {outlet} {_time(source)}</p>"
+
+
+def item_content_html(view: ItemView) -> str:
+    """An item's whole HTML body: the lead, who reported the story and the listed sources,
+    then "+M more sources" linking to the story's page when some are not listed."""
+    parts = [f"<p>{escape(view.lead)}</p>"] if view.lead else []
+    if view.single:
+        parts.append(_single_source_html(view.listed[0]))
+    else:
+        items = "".join(source_html(source) for source in view.listed)
+        parts.append(f"<p>Reported by {_outlets(view)}:</p>")
+        parts.append(f'<ul class="{SOURCES_CLASS}">{items}</ul>')
+    if view.more:
+        noun = "source" if view.more == 1 else "sources"
+        link = escape(view.page_url, quote=True)
+        parts.append(f'<p><a href="{link}">+{view.more} more {noun}</a></p>')
+    return "".join(parts)

@@ -4,18 +4,23 @@ Every item carries::
 
     "_aggregator": {
         "about": "<where this extension is described>",
+        "story_url": "<public_url>stories/<id>",
         "sources": [
             {"outlet": "...", "title": "...", "url": "https://..." | null,
              "published": "2024-05-01T12:00:00Z", "score": 0.87 | null},
             ...
         ],
-        "source_count": 3
+        "source_count": 3,
+        "more_sources": 0
     }
 
-``sources`` follow the story's source order (earliest first); ``url`` is null when the outlet's
-link is not an http(s) URL; ``score`` is the matcher's score for joining the source to the
-story. The top-level ``_aggregator`` object names the generator. JSON Feed 1.1 lets publishers
-add such objects when their names start with "_"; readers that do not know them ignore them.
+``sources`` are the story's distinct sources (one per article URL) in the story's order
+(earliest first), at most ``MAX_SOURCES_PER_ITEM``; ``source_count`` counts the distinct
+sources, ``more_sources`` those not listed (the story page at ``story_url`` lists them all).
+``url`` is null when the outlet's link is not an http(s) URL; ``score`` is the matcher's score
+for joining the source to the story. The item's ``summary`` is the story's lead (plain text).
+The top-level ``_aggregator`` object names the generator. JSON Feed 1.1 lets publishers add such
+objects when their names start with "_"; readers that do not know them ignore them.
 """
 
 from __future__ import annotations
@@ -28,12 +33,11 @@ from typing import Any
 from aggregator.publish._common import (
     clean_text,
     ordered,
-    outlet_names,
-    primary_url,
     rfc3339,
     story_urn,
 )
 from aggregator.publish.html import item_content_html
+from aggregator.publish.item import item_view
 from aggregator.publish.links import safe_url
 from aggregator.publish.meta import JSON_FILENAME, FeedMeta
 from aggregator.types import Story, StorySource
@@ -64,19 +68,22 @@ def _source(source: StorySource) -> dict[str, Any]:
 
 
 def _item(story: Story, meta: FeedMeta) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": story_urn(story)}
-    url = primary_url(story)
-    if url:
-        item["url"] = url
-    item["title"] = clean_text(story.title)
-    item["content_html"] = item_content_html(story)
+    view = item_view(story, meta)
+    item: dict[str, Any] = {"id": story_urn(story), "url": view.link, "title": view.title}
+    if view.lead:
+        item["summary"] = view.lead
+    item["content_html"] = item_content_html(view)
     item["date_published"] = rfc3339(story.first_published)
     item["date_modified"] = rfc3339(story.updated)
-    item["authors"] = [{"name": name} for name in outlet_names(story)]
+    names = [view.author, *view.contributors] if view.author else list(view.contributors)
+    if names:  # JSON Feed 1.1: an authors array, when present, holds at least one author
+        item["authors"] = [{"name": name} for name in names]
     item[EXTENSION_KEY] = {
         "about": meta.extension_about,
-        "sources": [_source(source) for source in story.sources],
-        "source_count": len(story.sources),
+        "story_url": view.page_url,
+        "sources": [_source(source) for source in view.listed],
+        "source_count": view.source_count,
+        "more_sources": view.more,
     }
     return item
 

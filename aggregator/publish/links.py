@@ -26,14 +26,3 @@ def safe_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in LINK_SCHEMES or not parts.netloc:
         return None
     return url
-
-
-def is_safe_meta_url(url: str) -> bool:
-    """True for a configured feed URL: empty, relative (no scheme) or http(s)."""
-    if _URL_UNSAFE_CHARS.search(url):
-        return False
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        return False
-    return scheme == "" or scheme.lower() in LINK_SCHEMES

@@ -53,6 +53,7 @@ from aggregator.web.conditional import http_date, is_not_modified, strong_etag
 from aggregator.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from aggregator.web.metrics import Metrics
 from aggregator.web.params import (
+    MAX_LIMIT,
     PAGE_SIZE,
     BadQuery,
     Filters,
@@ -200,7 +201,13 @@ class _Web:
         stories = await self._stories(filters)
         # The configured address, never the request's Host header: behind a caching proxy a
         # forged Host would otherwise rewrite the self and home links every reader gets.
-        meta = FeedMeta(title=self.title, home_url=self.public_url, base_url=self.public_url)
+        # A filtered feed has its own title, id and self link (with its query string).
+        default_limit = min(self.settings.max_stories, MAX_LIMIT)
+        meta = FeedMeta(self.public_url, title=self.title).filtered(
+            tag=filters.tag,
+            min_sources=filters.min_sources,
+            query=filters.query(default_limit=default_limit),
+        )
         body = renderer(stories, meta)
         etag = strong_etag(body)
         modified = max((s.updated for s in stories), default=None)
@@ -279,8 +286,8 @@ def create_app(
 ) -> Starlette:
     """The web application over ``storage``.
 
-    ``public_url`` is the address the published feeds link to (their self and home links);
-    by default ``http://`` and ``settings.listen``. The request's ``Host`` is never used.
+    ``public_url`` is the address the published feeds link to (their self, home and story
+    page links); by default ``settings.site_url``. The request's ``Host`` is never used.
 
     ``feeds_provider`` lists the feeds the ``/feeds`` page shows (default: the active feeds in
     storage). ``metrics`` is the object the service feeds with ``observe_poll``; a fresh one is
@@ -294,7 +301,7 @@ def create_app(
         feeds_provider or storage.list_feeds,
         clock,
         title,
-        public_url or f"http://{settings.listen}/",
+        public_url or settings.site_url,
         health,
     )
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
