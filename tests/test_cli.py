@@ -108,6 +108,44 @@ def test_demo_prints_the_merged_ankara_story_citing_every_outlet(tmp_path: Path)
     assert "phone call" not in ankara[0]
 
 
+def test_demo_serve_shows_the_front_page_and_story_pages(tmp_path: Path) -> None:
+    """`aggregator demo --serve` as a user runs it: pages readable, Ctrl-C stops it cleanly."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "demo", "--serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        front = _wait_for(base + "/")
+        assert "Putin" in front.text and "Reuters" in front.text
+        story = front.text.split('href="/stories/', 1)[1].split('"', 1)[0]
+        page = httpx.get(f"{base}/stories/{story}", timeout=10)
+        assert page.status_code == 200 and "First report: started this story." in page.text
+        atom = httpx.get(base + "/feed.atom", timeout=10)
+        assert f'href="{base}/feed.atom"' in atom.text or f"{base}/" in atom.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=SERVICE_START_SECONDS)
+    assert process.returncode == 0, stderr
+    assert f"serving the demo at http://127.0.0.1:{port}/" in stdout
+    assert "Traceback" not in stderr
+
+
+def _wait_for(url: str) -> httpx.Response:
+    deadline = time.monotonic() + SERVICE_START_SECONDS
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_poll_stories_story_and_feeds(demo_server: LoopbackServer, tmp_path: Path) -> None:
     urls = [demo_server.url(f"/{n}.xml") for n in DEMO_FEEDS]
     write_config(tmp_path, urls)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 import socket
 from typing import Annotated
 
@@ -33,6 +34,7 @@ from aggregator.health import error_hint
 from aggregator.refresh.updater import RefreshResult, summarise, utcnow
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.storage.polling_lock import StorageInUse
+from aggregator.types import Story
 
 
 @app.command()
@@ -68,6 +70,9 @@ def run(
             host, port = parse_listen(listen)
         except ValueError as exc:
             fail(f"--listen: {exc}", EXIT_BAD_INPUT)
+        # The published files link to where the pages are served: --listen, not feeds.yml.
+        settings = replace(config.settings, listen_host=host, listen_port=port)
+        config = replace(config, settings=settings)
 
     async def main() -> None:
         bound: list[socket.socket] = []
@@ -197,9 +202,34 @@ def inspect(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then serve the front page, story pages and feeds until Ctrl-C.",
+        ),
+    ] = False,
+    listen: Annotated[
+        str,
+        typer.Option("--listen", help="Where --serve serves, HOST:PORT."),
+    ] = "127.0.0.1:8080",
+) -> None:
     """Serve bundled sample feeds on 127.0.0.1, poll them and print the merged stories."""
     from aggregator.cli.demo import run_demo
+    from aggregator.config import parse_listen
 
-    found = run_async(run_demo())
-    print_stories(found, explain=False)
+    address: tuple[str, int] | None = None
+    if serve:
+        try:
+            address = parse_listen(listen)
+        except ValueError as exc:
+            fail(f"--listen: {exc}", EXIT_BAD_INPUT)
+
+    def serving(found: list[Story], url: str) -> None:
+        print_stories(found, explain=False)
+        out.print(f"\nserving the demo at {url} (Ctrl-C stops it)", markup=False, highlight=False)
+
+    found = run_async(run_demo(listen=address, on_serving=serving))
+    if address is None:
+        print_stories(found, explain=False)
