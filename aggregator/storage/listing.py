@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, RowMapping, exists, func, select
 
 from aggregator.storage.queries import (
     FEED_COLUMNS,
@@ -24,12 +25,33 @@ from aggregator.storage.schema import entries, feeds, stories, story_entries
 from aggregator.stories import build_story
 from aggregator.types import Story, StorySource
 
+# The most sources loaded for one story. A real story has tens of sources; a hostile feed once
+# made one story with 190,000, and every page and published file loaded them all. The rest are
+# counted, not loaded (``Story.more_sources``).
+MAX_SOURCES_LOADED = 200
 
-def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[StorySource]]:
-    """Every source of the given stories, one query per ``IN_CHUNK`` ids."""
-    found: dict[str, list[StorySource]] = defaultdict(list)
+
+@dataclass(frozen=True, slots=True)
+class LoadedSources:
+    """A story's sources as loaded: the earliest ``MAX_SOURCES_LOADED`` and how many more."""
+
+    sources: list[StorySource]
+    left_out: int
+
+
+def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, LoadedSources]:
+    """The earliest ``MAX_SOURCES_LOADED`` sources of each given story, by (published, feed
+    URL, entry id), with the number left out; one query per ``IN_CHUNK`` ids.
+
+    The bound is applied in SQL (``ROW_NUMBER()`` per story), so a flooded story costs the
+    database a count, not the transfer and assembly of every source.
+    """
+    order = (entries.c.published, entries.c.feed_url, entries.c.entry_id)
+    per_story = (story_entries.c.story_id,)
+    sources: dict[str, list[StorySource]] = defaultdict(list)
+    totals: dict[str, int] = {}
     for part in chunks(story_ids):
-        stmt = (
+        ranked = (
             select(
                 story_entries.c.story_id,
                 story_entries.c.score,
@@ -37,41 +59,58 @@ def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[S
                 entries.c.feed_url,
                 entries.c.entry_id,
                 entries.c.title,
+                entries.c.summary,
                 entries.c.url,
                 entries.c.link,
                 entries.c.published,
                 entries.c.first_seen,
                 *FEED_COLUMNS,
+                func.row_number().over(partition_by=per_story, order_by=order).label("nth"),
+                func.count().over(partition_by=per_story).label("total"),
             )
             .select_from(LINKED)
             .where(story_entries.c.story_id.in_(part))
+            .subquery()
         )
+        stmt = select(ranked).where(ranked.c.nth <= MAX_SOURCES_LOADED)
         for row in conn.execute(stmt).mappings():
-            found[row["story_id"]].append(
-                StorySource(
-                    feed_url=row["feed_url"],
-                    feed_name=feed_display_name(row),
-                    entry_id=row["entry_id"],
-                    title=row["title"],
-                    # The canonical URL when normalisation found one, else the feed's own link.
-                    url=row["url"] or row["link"],
-                    published=row["published"],
-                    score=float(row["score"]),
-                    evidence=row["evidence"],
-                    priority=int(row["feed_priority"]),
-                    first_seen=row["first_seen"],
-                )
-            )
-    return found
+            sources[row["story_id"]].append(_source(row))
+            totals[row["story_id"]] = int(row["total"])
+    return {
+        story_id: LoadedSources(found, totals[story_id] - len(found))
+        for story_id, found in sources.items()
+    }
+
+
+def _source(row: RowMapping) -> StorySource:
+    return StorySource(
+        feed_url=row["feed_url"],
+        feed_name=feed_display_name(row),
+        entry_id=row["entry_id"],
+        title=row["title"],
+        # The canonical URL when normalisation found one, else the feed's own link.
+        url=row["url"] or row["link"],
+        published=row["published"],
+        score=float(row["score"]),
+        evidence=row["evidence"],
+        priority=int(row["feed_priority"]),
+        first_seen=row["first_seen"],
+        summary=row["summary"],
+    )
 
 
 def _assemble(conn: Connection, heads: Iterable[tuple[str, datetime]]) -> list[Story]:
     heads = list(heads)
-    sources = load_sources(conn, [story_id for story_id, _ in heads])
+    loaded = load_sources(conn, [story_id for story_id, _ in heads])
     return [
-        build_story(story_id, sources[story_id], updated)
+        build_story(
+            story_id,
+            loaded[story_id].sources,
+            updated,
+            more_sources=loaded[story_id].left_out,
+        )
         for story_id, updated in heads
-        if sources.get(story_id)
+        if story_id in loaded
     ]
 
 
