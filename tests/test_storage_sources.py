@@ -58,3 +58,53 @@ def test_a_story_loads_its_earliest_sources_and_counts_the_rest(
     listed = {s.id: s for s in store.recent_stories(10)}
     assert listed["big"] == big
     assert (len(listed["small"].sources), listed["small"].more_sources) == (1, 0)
+
+
+def _evidence(store: SqlStorage, story_id: str) -> dict[str, tuple[float, dict[str, Any]]]:
+    story = store.get_story(story_id)
+    assert story is not None
+    return {s.entry_id: (s.score, dict(s.evidence)) for s in story.sources}
+
+
+def test_a_manual_split_says_so_in_the_moved_entry(store: SqlStorage) -> None:
+    setup_feeds(store)
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "one"),)))
+    joined = new(entry(FEED_B, "b1"), "one", fresh=False, score=0.75)
+    store.store_refresh(FeedRefresh(FEED_B, ok_state(), (joined,)))
+    store.record_split(FEED_B, "b1", "alone", T0 + timedelta(hours=1))
+    assert _evidence(store, "alone") == {
+        "b1": (0.75, {"rule": "manual_split", "split_from": "one", "matched": {"why": "one"}})
+    }
+    assert _evidence(store, "one") == {"a1": (1.0, {"why": "one"})}  # the stayer is untouched
+
+
+def test_a_manual_merge_and_a_matcher_merge_say_so_in_the_moved_entries(
+    store: SqlStorage,
+) -> None:
+    setup_feeds(store)
+    store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "one"),)))
+    two = (new(entry(FEED_B, "b1"), "two", score=0.5), new(entry(FEED_B, "b2"), "two", fresh=False))
+    store.store_refresh(FeedRefresh(FEED_B, ok_state(), two))
+    store.record_merge("one", "two", T0 + timedelta(hours=1))
+    by_hand = {"rule": "manual_merge", "merged_from": "two", "matched": {"why": "two"}}
+    assert _evidence(store, "one") == {
+        "a1": (1.0, {"why": "one"}),
+        "b1": (0.5, by_hand),
+        "b2": (1.0, by_hand),
+    }
+
+    # The matcher merges a new story into "one" during a refresh; the earlier merge's evidence
+    # is kept inside the new one's "matched" when an entry moves twice.
+    three = FeedRefresh(
+        FEED_C,
+        ok_state(),
+        (new(entry(FEED_C, "c1"), "three", score=0.25),),
+        story_merges=(("one", "three"),),
+    )
+    store.store_refresh(three)
+    matcher = {"rule": "story_merge", "merged_from": "three", "matched": {"why": "three"}}
+    assert _evidence(store, "one")["c1"] == (0.25, matcher)
+    store.record_split(FEED_C, "c1", "out", T0 + timedelta(hours=2))
+    store.record_merge("out", "one", T0 + timedelta(hours=3))
+    twice = {"rule": "manual_merge", "merged_from": "one", "matched": by_hand}
+    assert _evidence(store, "out")["b1"] == (0.5, twice)

@@ -31,15 +31,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.schema import CreateColumn
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.schema import UTCDateTime, json_type, schema_migrations
+from aggregator.stories import story_rank
 
 # Arbitrary constant naming "schema migration" among PostgreSQL advisory locks of this database
 # (the other keys live in sql.py); any 64-bit value unused elsewhere would do.
@@ -154,12 +157,49 @@ def _v3_feed_gone_and_adaptive_interval(conn: Connection) -> None:
     Index("ix_entries_seq", Table("entries", MetaData(), Column("seq")).c.seq).create(conn)
 
 
+def _v4_story_rank(conn: Connection) -> None:
+    """Version 4: each story's front-page rank (``aggregator.stories.story_rank`` of its
+    earliest report and its number of outlets), backfilled, and the index pages read it by."""
+    add_column(conn, "stories", Column("rank", Float, nullable=False, server_default=text("0")))
+    md = MetaData()
+    stories = Table("stories", md, Column("id", String), Column("rank", Float))
+    Index("ix_stories_rank", stories.c.rank, stories.c.id).create(conn)
+    links = Table("story_entries", md, Column("feed_url"), Column("entry_id"), Column("story_id"))
+    entries = Table(
+        "entries",
+        md,
+        Column("feed_url"),
+        Column("entry_id"),
+        Column("published", UTCDateTime),
+        Column("first_seen", UTCDateTime),
+    )
+    linked = links.join(
+        entries,
+        (entries.c.feed_url == links.c.feed_url) & (entries.c.entry_id == links.c.entry_id),
+    )
+    stmt = select(
+        links.c.story_id,
+        func.min(entries.c.published),
+        func.min(entries.c.first_seen),
+        func.count(links.c.feed_url.distinct()),
+    ).select_from(linked)
+    rows = conn.execute(stmt.group_by(links.c.story_id))
+    ranks = [
+        {"key_id": story_id, "rank": story_rank(min(published, seen), int(outlets))}
+        for story_id, published, seen, outlets in rows
+    ]
+    if ranks:
+        write = update(stories).where(stories.c.id == bindparam("key_id"))
+        conn.execute(write.values(rank=bindparam("rank")), ranks)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "feed claims", _v2_feed_claims),
     Migration(
         3, "feed gone, adaptive interval, entry sequence", _v3_feed_gone_and_adaptive_interval
     ),
+    Migration(4, "story rank", _v4_story_rank),
 )
 
 

@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
-from aggregator.storage import listing, queries, writes
+from aggregator.storage import listing, queries, story_writes, writes
 from aggregator.storage.engine import IMMEDIATE, translate_errors
 from aggregator.storage.migrations import migrate
 from aggregator.storage.records import Correction
@@ -234,7 +234,7 @@ class SqlStorage:
         rejoin the story it left. ``LookupError`` for an unknown entry, ``ValueError`` when
         ``new_story_id`` is already taken."""
         with self._tx("record_split", write=True) as conn:
-            writes.record_split(conn, feed_url, entry_id, new_story_id, now)
+            story_writes.record_split(conn, feed_url, entry_id, new_story_id, now)
 
     def record_merge(self, story_a: str, story_b: str, now: datetime) -> None:
         """Move every entry of ``story_b`` into ``story_a`` (which keeps its id) and remember
@@ -242,7 +242,7 @@ class SqlStorage:
         ``LookupError`` for an unknown story, ``ValueError`` for ``a == b`` or a story already
         merged away."""
         with self._tx("record_merge", write=True) as conn:
-            writes.record_merge(conn, story_a, story_b, now)
+            story_writes.record_merge(conn, story_a, story_b, now)
 
     def corrections(self) -> list[Correction]:
         """Every manual correction, oldest first, for the matcher to respect."""
