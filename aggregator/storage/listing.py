@@ -11,9 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, exists, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, exists, func, select
 
+from aggregator.storage import search
 from aggregator.storage.queries import (
     FEED_COLUMNS,
     LINKED,
@@ -120,32 +122,77 @@ def tagged_feed_urls(conn: Connection, tag: str) -> list[str]:
     return [str(url) for url, tags in rows if tag in (tags or ())]
 
 
+def _story_filters(
+    conn: Connection, *, min_sources: int, tag: str | None, query: str | None
+) -> list[ColumnElement[bool]] | None:
+    """WHERE conditions on ``stories`` for the listing filters; None when nothing can match
+    (no feed carries ``tag``).
+
+    A story is listed only with at least one entry, so one emptied by a merge never is;
+    ``min_sources`` counts distinct feeds (outlets), not entries; ``query`` is searched as
+    ``search.query_words`` says.
+    """
+    links = story_entries.c.story_id == stories.c.id
+    if min_sources > 1:
+        outlets = select(func.count(story_entries.c.feed_url.distinct())).where(links)
+        where = [outlets.correlate(stories).scalar_subquery() >= min_sources]
+    else:
+        where = [exists().where(links)]
+    if tag is not None:
+        tagged = tagged_feed_urls(conn, tag)
+        if not tagged:
+            return None
+        where.append(exists().where(links).where(story_entries.c.feed_url.in_(tagged)))
+    words = search.query_words(query)
+    if words:
+        where.append(stories.c.id.in_(search.matching_story_ids(conn, words)))
+    return where
+
+
+def _page(
+    conn: Connection,
+    where: list[ColumnElement[bool]] | None,
+    order: tuple[Any, ...],
+    limit: int,
+    offset: int = 0,
+) -> list[Story]:
+    """The stories meeting ``where`` in ``order``, ``offset`` skipped, ``limit`` at most."""
+    if limit <= 0 or where is None:
+        return []
+    stmt = select(stories.c.id, stories.c.updated).where(*where).order_by(*order)
+    stmt = stmt.limit(limit).offset(max(offset, 0))
+    return _assemble(conn, [(str(sid), updated) for sid, updated in conn.execute(stmt)])
+
+
 def recent_stories(
     conn: Connection, limit: int, *, min_sources: int, tag: str | None
 ) -> list[Story]:
     """The most recently updated stories with their sources, newest first."""
-    if limit <= 0:
-        return []
-    count = (
-        select(func.count())
-        .where(story_entries.c.story_id == stories.c.id)
-        .correlate(stories)
-        .scalar_subquery()
-    )
-    # At least one source always: a story emptied by a merge is never listed.
-    stmt = select(stories.c.id, stories.c.updated).where(count >= max(min_sources, 1))
-    if tag is not None:
-        tagged = tagged_feed_urls(conn, tag)
-        if not tagged:
-            return []
-        stmt = stmt.where(
-            exists()
-            .where(story_entries.c.story_id == stories.c.id)
-            .where(story_entries.c.feed_url.in_(tagged))
-        )
-    stmt = stmt.order_by(stories.c.updated.desc(), stories.c.id.desc()).limit(limit)
-    heads = [(str(sid), updated) for sid, updated in conn.execute(stmt)]
-    return _assemble(conn, heads)
+    where = _story_filters(conn, min_sources=min_sources, tag=tag, query=None)
+    return _page(conn, where, (stories.c.updated.desc(), stories.c.id.desc()), limit)
+
+
+def front_page(
+    conn: Connection,
+    limit: int,
+    *,
+    offset: int,
+    min_sources: int,
+    tag: str | None,
+    query: str | None,
+) -> list[Story]:
+    """Stories by stored rank, highest first (then id, descending), ``offset`` skipped."""
+    where = _story_filters(conn, min_sources=min_sources, tag=tag, query=query)
+    return _page(conn, where, (stories.c.rank.desc(), stories.c.id.desc()), limit, offset)
+
+
+def count_stories(conn: Connection, *, min_sources: int, tag: str | None, query: str | None) -> int:
+    """How many stories ``front_page`` lists in all, with the same filters."""
+    where = _story_filters(conn, min_sources=min_sources, tag=tag, query=query)
+    if where is None:
+        return 0
+    stmt = select(func.count()).select_from(stories).where(*where)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def get_story(conn: Connection, story_id: str) -> Story | None:

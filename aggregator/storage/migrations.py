@@ -42,6 +42,7 @@ from sqlalchemy.schema import CreateColumn
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.schema import UTCDateTime, json_type, schema_migrations
+from aggregator.storage.search import require_fts5
 from aggregator.stories import story_rank
 
 # Arbitrary constant naming "schema migration" among PostgreSQL advisory locks of this database
@@ -193,6 +194,40 @@ def _v4_story_rank(conn: Connection) -> None:
         conn.execute(write.values(rank=bindparam("rank")), ranks)
 
 
+# Migration 5 on SQLite: an FTS5 index of entries' title and summary (external content: the
+# text stays in ``entries``), kept in step by triggers, then filled from the existing rows.
+_V5_SQLITE = (
+    "CREATE VIRTUAL TABLE entries_fts USING fts5(title, summary, content='entries',"
+    " tokenize='unicode61 remove_diacritics 0')",
+    "CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN"
+    " INSERT INTO entries_fts(rowid, title, summary) VALUES (new.rowid, new.title, new.summary);"
+    " END",
+    "CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN"
+    " INSERT INTO entries_fts(entries_fts, rowid, title, summary)"
+    " VALUES ('delete', old.rowid, old.title, old.summary);"
+    " END",
+    "CREATE TRIGGER entries_fts_update AFTER UPDATE OF title, summary ON entries BEGIN"
+    " INSERT INTO entries_fts(entries_fts, rowid, title, summary)"
+    " VALUES ('delete', old.rowid, old.title, old.summary);"
+    " INSERT INTO entries_fts(rowid, title, summary) VALUES (new.rowid, new.title, new.summary);"
+    " END",
+    "INSERT INTO entries_fts(entries_fts) VALUES ('rebuild')",
+)
+# Migration 5 on PostgreSQL: a GIN index of the 'simple' text-search vector of title and summary,
+# ASCII punctuation read as spaces (see ``search.py``); built over the existing rows at once.
+_V5_POSTGRESQL = (
+    "CREATE INDEX ix_entries_search ON entries USING gin (to_tsvector('simple',"
+    " regexp_replace(title || ' ' || summary, '[[:punct:]]', ' ', 'g')))",
+)
+
+
+def _v5_full_text_search(conn: Connection) -> None:
+    """Version 5: full-text search over entries' title and summary (``search.py``)."""
+    statements = _V5_POSTGRESQL if conn.dialect.name == "postgresql" else _V5_SQLITE
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "feed claims", _v2_feed_claims),
@@ -200,6 +235,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "feed gone, adaptive interval, entry sequence", _v3_feed_gone_and_adaptive_interval
     ),
     Migration(4, "story rank", _v4_story_rank),
+    Migration(5, "full-text search", _v5_full_text_search),
 )
 
 
@@ -218,10 +254,13 @@ def migrate(conn: Connection, now: datetime | None = None) -> list[Migration]:
     """Apply every pending migration inside the caller's open write transaction.
 
     Returns the migrations applied by this call (empty when the database was current). Raises
-    ``StorageError`` when the database was written by a newer release than this code knows.
+    ``StorageError`` when the database was written by a newer release than this code knows,
+    or (SQLite) when this SQLite library lacks the FTS5 module search needs.
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+    else:
+        require_fts5(conn)  # every open: a database made elsewhere may meet a build without it
     schema_migrations.create(conn, checkfirst=True)
     applied = applied_versions(conn)
     newest = max(applied, default=0)

@@ -218,9 +218,31 @@ class SqlStorage:
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None
     ) -> list[Story]:
-        """The ``limit`` most recently updated stories, newest first, with all their sources."""
+        """The ``limit`` most recently updated stories, newest first (see ``Storage``)."""
         with self._tx("recent_stories", write=False) as conn:
             return listing.recent_stories(conn, limit, min_sources=min_sources, tag=tag)
+
+    def front_page(
+        self,
+        limit: int,
+        *,
+        offset: int = 0,
+        min_sources: int = 1,
+        tag: str | None = None,
+        query: str | None = None,
+    ) -> list[Story]:
+        """Stories by stored rank, highest first, filtered and searched (see ``Storage``)."""
+        with self._tx("front_page", write=False) as conn:
+            return listing.front_page(
+                conn, limit, offset=offset, min_sources=min_sources, tag=tag, query=query
+            )
+
+    def count_stories(
+        self, *, min_sources: int = 1, tag: str | None = None, query: str | None = None
+    ) -> int:
+        """How many stories ``front_page`` lists with these filters (see ``Storage``)."""
+        with self._tx("count_stories", write=False) as conn:
+            return listing.count_stories(conn, min_sources=min_sources, tag=tag, query=query)
 
     def get_story(self, story_id: str) -> Story | None:
         """One story with every source; an id retired by a merge gives the surviving story."""
