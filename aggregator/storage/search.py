@@ -29,12 +29,13 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, literal_column, select, table, text
+from sqlalchemy import Connection, Select, literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnClause
 
 from aggregator.exceptions import StorageError
-from aggregator.storage.schema import entries, story_entries
+from aggregator.storage.queries import LINKED_ENTRIES
+from aggregator.storage.schema import story_entries
 
 # Words of one query: a headline-sized search needs a few; the bound keeps a pasted paragraph
 # from building a long FTS5 or tsquery expression that every entry is tested against.
@@ -85,14 +86,7 @@ def fts5_query(words: list[str]) -> str:
 
 def matching_story_ids(conn: Connection, words: list[str]) -> Select[Any]:
     """The ids of the stories with at least one entry matching all of ``words``."""
-    linked = story_entries.join(
-        entries,
-        and_(
-            entries.c.feed_url == story_entries.c.feed_url,
-            entries.c.entry_id == story_entries.c.entry_id,
-        ),
-    )
-    stories_of = select(story_entries.c.story_id).select_from(linked)
+    stories_of = select(story_entries.c.story_id).select_from(LINKED_ENTRIES)
     if conn.dialect.name == "postgresql":
         tsquery = text("plainto_tsquery('simple', :search_words)").bindparams(
             search_words=" ".join(words)
