@@ -14,7 +14,7 @@ from pg import reset_schema
 from sqlalchemy import event, func, inspect, select, text
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import SqlStorage, Storage, migrations, open_storage
+from aggregator.storage import SqlStorage, Storage, migrations, open_storage, search
 from aggregator.storage import writes as storage_writes
 from aggregator.storage.migrations import MIGRATIONS, latest_version
 from aggregator.storage.schema import entries, metadata, schema_migrations, stories, story_entries
@@ -117,13 +117,38 @@ def test_migrations_applied_once_and_recorded(store: SqlStorage, db_url: str) ->
         again.close()
 
 
+# The tables FTS5 keeps for an external-content table (its text stays in ``entries``).
+FTS5_SHADOW_TABLES = ("data", "idx", "config", "docsize")
+
+
 def test_migrated_database_matches_schema_module(store: SqlStorage) -> None:
+    """The migrated database has what ``schema.py`` describes, and the search objects of
+    ``search.py`` (which SQLAlchemy's metadata cannot describe) on each backend."""
     inspector = inspect(store.engine)
-    assert set(inspector.get_table_names()) == set(metadata.tables)
+    search_tables: set[str] = set()
+    if store.dialect == "sqlite":
+        search_tables = {search.FTS_TABLE} | {
+            f"{search.FTS_TABLE}_{shadow}" for shadow in FTS5_SHADOW_TABLES
+        }
+    assert set(inspector.get_table_names()) == set(metadata.tables) | search_tables
     for name, table in metadata.tables.items():
         assert {c["name"] for c in inspector.get_columns(name)} == set(table.columns.keys()), name
         stored_indexes = {ix["name"] for ix in inspector.get_indexes(name)}
         assert {ix.name for ix in table.indexes} <= stored_indexes, name
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            rows = conn.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+            objects = {(kind, name): (table, sql) for kind, name, table, sql in rows}
+            fts = objects[("table", search.FTS_TABLE)][1]
+            assert "content='entries'" in fts and "remove_diacritics 0" in fts
+            for trigger in search.FTS_TRIGGERS:
+                assert objects[("trigger", trigger)][0] == "entries", trigger
+        else:
+            (definition,) = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                {"name": search.PG_SEARCH_INDEX},
+            ).scalars()
+            assert "USING gin" in definition and "to_tsvector('simple'" in definition
 
 
 def test_database_newer_than_code_is_refused(store: SqlStorage, db_url: str) -> None:
@@ -318,8 +343,9 @@ def test_bulk_refresh_uses_a_bounded_number_of_statements(store: SqlStorage) -> 
 
 # 1200 entries: more than two IN chunks (500 ids each), so chunking is exercised too.
 BULK_ENTRIES = 1200
-# Measured 14 on SQLite, 13 on PostgreSQL (BEGIN, state, 3 link and 3 merge lookups, 3 inserts,
-# 3 story touches); a per-row pattern would need thousands. The slack covers driver batching.
+# Measured 16 on SQLite, 15 on PostgreSQL (BEGIN, state, link and merge lookups, inserts, story
+# touches, and the new rank: 3 chunks of aggregates and one executemany); a per-row pattern would
+# need thousands. The slack covers driver batching.
 MAX_REFRESH_STATEMENTS = 20
 # Measured 5: BEGIN, the story heads, 3 chunks of sources; one query per story would be 1200.
 MAX_LIST_STATEMENTS = 8
@@ -560,7 +586,7 @@ def test_upgrade_from_version_1_keeps_data(db_url: str, monkeypatch: Any) -> Non
 
     upgraded = open_storage(db_url)
     try:
-        assert upgraded.schema_version() == migrations.latest_version() == 3
+        assert upgraded.schema_version() == migrations.latest_version() == 5
         (feed,) = upgraded.claim_due_feeds("w1", T0, timedelta(minutes=5), 10)
         assert (feed.url, feed.name, feed.interval) == (FEED_A, "A", timedelta(seconds=60))
     finally:

@@ -18,8 +18,9 @@ from sqlalchemy.pool import StaticPool
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import Storage
+from aggregator.storage.engine import configure_sqlite, translate_errors
 from aggregator.storage.records import Correction, CorrectionKind
-from aggregator.storage.sql import SqlStorage, configure_sqlite, translate_errors
+from aggregator.storage.sql import SqlStorage
 
 __all__ = [
     "Correction",

@@ -86,11 +86,45 @@ class Storage(Protocol):
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None
     ) -> list[Story]:
-        """The ``limit`` most recently updated stories (newest first) with all their sources.
+        """The ``limit`` most recently updated stories (newest first, then by id, descending).
 
-        ``min_sources`` keeps stories cited by at least that many entries; ``tag`` keeps
-        stories with at least one source from a feed carrying that tag.
+        ``min_sources`` keeps stories whose entries come from at least that many distinct
+        feeds (outlets; two entries of one feed count once); ``tag`` keeps stories with at
+        least one source from a feed carrying that tag. A story emptied by a merge is never
+        listed. Each story carries its earliest sources, at most ``MAX_SOURCES_LOADED``
+        (``aggregator.storage.listing``), and in ``more_sources`` how many it has beyond them.
         """
+
+    def front_page(
+        self,
+        limit: int,
+        *,
+        offset: int = 0,
+        min_sources: int = 1,
+        tag: str | None = None,
+        query: str | None = None,
+    ) -> list[Story]:
+        """Up to ``limit`` stories by stored rank, highest first, then by id, descending;
+        the first ``offset`` of them skipped (paging).
+
+        The rank is ``aggregator.stories.story_rank`` of the story's earliest report (over its
+        entries, the earlier of published and first seen) and its number of outlets (distinct
+        feeds), kept current by every write that changes a story's entries; it never depends
+        on the clock, so pages are stable between requests. ``min_sources`` and ``tag`` filter
+        as in ``recent_stories``. ``query`` is a full-text search: a story matches when one of
+        its entries' title and summary together contain every word of the query as a whole
+        word, case ignored, accents not, no stemming; the query is cut into words (letters and
+        digits; at most ``MAX_QUERY_WORDS``, longer than ``MAX_WORD_CHARS`` dropped, both in
+        ``aggregator.storage.search``) and nothing in it is read as an operator. None, blank or
+        a query of punctuation only searches nothing (no filter). Sources as in
+        ``recent_stories``; a story emptied by a merge is never listed.
+        """
+
+    def count_stories(
+        self, *, min_sources: int = 1, tag: str | None = None, query: str | None = None
+    ) -> int:
+        """How many stories ``front_page`` lists in all with the same filters, without
+        loading them ("N stories" over a page, the stored-story inventory)."""
 
     def get_story(self, story_id: str) -> Story | None:
         """One story with every source and each source's match score and evidence."""

@@ -31,15 +31,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.schema import CreateColumn
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.schema import UTCDateTime, json_type, schema_migrations
+from aggregator.storage.search import require_fts5
+from aggregator.stories import story_rank
 
 # Arbitrary constant naming "schema migration" among PostgreSQL advisory locks of this database
 # (the other keys live in sql.py); any 64-bit value unused elsewhere would do.
@@ -154,12 +158,84 @@ def _v3_feed_gone_and_adaptive_interval(conn: Connection) -> None:
     Index("ix_entries_seq", Table("entries", MetaData(), Column("seq")).c.seq).create(conn)
 
 
+def _v4_story_rank(conn: Connection) -> None:
+    """Version 4: each story's front-page rank (``aggregator.stories.story_rank`` of its
+    earliest report and its number of outlets), backfilled, and the index pages read it by."""
+    add_column(conn, "stories", Column("rank", Float, nullable=False, server_default=text("0")))
+    md = MetaData()
+    stories = Table("stories", md, Column("id", String), Column("rank", Float))
+    Index("ix_stories_rank", stories.c.rank, stories.c.id).create(conn)
+    links = Table("story_entries", md, Column("feed_url"), Column("entry_id"), Column("story_id"))
+    entries = Table(
+        "entries",
+        md,
+        Column("feed_url"),
+        Column("entry_id"),
+        Column("published", UTCDateTime),
+        Column("first_seen", UTCDateTime),
+    )
+    linked = links.join(
+        entries,
+        (entries.c.feed_url == links.c.feed_url) & (entries.c.entry_id == links.c.entry_id),
+    )
+    stmt = select(
+        links.c.story_id,
+        func.min(entries.c.published),
+        func.min(entries.c.first_seen),
+        func.count(links.c.feed_url.distinct()),
+    ).select_from(linked)
+    rows = conn.execute(stmt.group_by(links.c.story_id))
+    ranks = [
+        {"key_id": story_id, "rank": story_rank(min(published, seen), int(outlets))}
+        for story_id, published, seen, outlets in rows
+    ]
+    if ranks:
+        write = update(stories).where(stories.c.id == bindparam("key_id"))
+        conn.execute(write.values(rank=bindparam("rank")), ranks)
+
+
+# Migration 5 on SQLite: an FTS5 index of entries' title and summary (external content: the
+# text stays in ``entries``), kept in step by triggers, then filled from the existing rows.
+_V5_SQLITE = (
+    "CREATE VIRTUAL TABLE entries_fts USING fts5(title, summary, content='entries',"
+    " tokenize='unicode61 remove_diacritics 0')",
+    "CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN"
+    " INSERT INTO entries_fts(rowid, title, summary) VALUES (new.rowid, new.title, new.summary);"
+    " END",
+    "CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN"
+    " INSERT INTO entries_fts(entries_fts, rowid, title, summary)"
+    " VALUES ('delete', old.rowid, old.title, old.summary);"
+    " END",
+    "CREATE TRIGGER entries_fts_update AFTER UPDATE OF title, summary ON entries BEGIN"
+    " INSERT INTO entries_fts(entries_fts, rowid, title, summary)"
+    " VALUES ('delete', old.rowid, old.title, old.summary);"
+    " INSERT INTO entries_fts(rowid, title, summary) VALUES (new.rowid, new.title, new.summary);"
+    " END",
+    "INSERT INTO entries_fts(entries_fts) VALUES ('rebuild')",
+)
+# Migration 5 on PostgreSQL: a GIN index of the 'simple' text-search vector of title and summary,
+# ASCII punctuation read as spaces (see ``search.py``); built over the existing rows at once.
+_V5_POSTGRESQL = (
+    "CREATE INDEX ix_entries_search ON entries USING gin (to_tsvector('simple',"
+    " regexp_replace(title || ' ' || summary, '[[:punct:]]', ' ', 'g')))",
+)
+
+
+def _v5_full_text_search(conn: Connection) -> None:
+    """Version 5: full-text search over entries' title and summary (``search.py``)."""
+    statements = _V5_POSTGRESQL if conn.dialect.name == "postgresql" else _V5_SQLITE
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "feed claims", _v2_feed_claims),
     Migration(
         3, "feed gone, adaptive interval, entry sequence", _v3_feed_gone_and_adaptive_interval
     ),
+    Migration(4, "story rank", _v4_story_rank),
+    Migration(5, "full-text search", _v5_full_text_search),
 )
 
 
@@ -178,10 +254,13 @@ def migrate(conn: Connection, now: datetime | None = None) -> list[Migration]:
     """Apply every pending migration inside the caller's open write transaction.
 
     Returns the migrations applied by this call (empty when the database was current). Raises
-    ``StorageError`` when the database was written by a newer release than this code knows.
+    ``StorageError`` when the database was written by a newer release than this code knows,
+    or (SQLite) when this SQLite library lacks the FTS5 module search needs.
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+    else:
+        require_fts5(conn)  # every open: a database made elsewhere may meet a build without it
     schema_migrations.create(conn, checkfirst=True)
     applied = applied_versions(conn)
     newest = max(applied, default=0)

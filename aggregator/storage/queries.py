@@ -1,24 +1,21 @@
 """Read queries: each takes an open ``Connection`` and returns typed records.
 
-No query here is issued per row: sources of many stories are fetched with one ``IN`` query per
-chunk of ids, and the story list itself is one query whose correlated counts use the index on
-``story_entries.story_id``.
+Feeds, entries, story links and corrections are read here; stories with their sources in
+``listing``. No query here is issued per row: ids are looked up with one ``IN`` query per chunk.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, and_, exists, func, literal, select, tuple_
+from sqlalchemy import Connection, RowMapping, and_, func, literal, select, tuple_
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.records import Correction, CorrectionKind
-from aggregator.storage.schema import corrections, entries, feeds, stories, story_entries
-from aggregator.stories import build_story
-from aggregator.types import Entry, FeedState, StoredEntry, Story, StorySource
+from aggregator.storage.schema import corrections, entries, feeds, story_entries
+from aggregator.types import Entry, FeedState, StoredEntry
 
 # Ids per IN (...) list: SQLite before 3.32 allowed only 999 bound parameters per statement, and
 # PostgreSQL plans long IN lists no better than a few shorter ones.
@@ -126,20 +123,21 @@ def entry_from_row(row: RowMapping) -> Entry:
     )
 
 
-def _feed_display_name(row: RowMapping) -> str:
+def feed_display_name(row: RowMapping) -> str:
     return str(row["feed_name"] or row["feed_title"] or row["feed_url"])
 
 
-_LINKED_ENTRIES = story_entries.join(
+# Story links joined with their entries, and with their feeds too.
+LINKED_ENTRIES = story_entries.join(
     entries,
     and_(
         entries.c.feed_url == story_entries.c.feed_url,
         entries.c.entry_id == story_entries.c.entry_id,
     ),
 )
-_LINKED = _LINKED_ENTRIES.join(feeds, feeds.c.url == story_entries.c.feed_url)
+LINKED = LINKED_ENTRIES.join(feeds, feeds.c.url == story_entries.c.feed_url)
 
-_FEED_COLUMNS = (
+FEED_COLUMNS = (
     feeds.c.name.label("feed_name"),
     feeds.c.title.label("feed_title"),
     feeds.c.priority.label("feed_priority"),
@@ -156,7 +154,7 @@ def window_start(conn: Connection, since: datetime, max_entries: int) -> datetim
     then: the publication time of the ``max_entries``-th newest."""
     stmt = (
         select(entries.c.published)
-        .select_from(_LINKED_ENTRIES)
+        .select_from(LINKED_ENTRIES)
         .where(entries.c.published >= since)
         .order_by(entries.c.published.desc())
         .offset(max_entries - 1)
@@ -179,7 +177,7 @@ def window_page(
         where = and_(where, tuple_(*key) > bound)
     stmt = (
         select(entries, story_entries.c.story_id)
-        .select_from(_LINKED_ENTRIES)
+        .select_from(LINKED_ENTRIES)
         .where(where)
         .order_by(*key)
         .limit(limit)
@@ -214,9 +212,9 @@ def _stored_entries(conn: Connection, where: Any, order: Any) -> list[StoredEntr
             story_entries.c.story_id,
             story_entries.c.score,
             story_entries.c.evidence,
-            *_FEED_COLUMNS,
+            *FEED_COLUMNS,
         )
-        .select_from(_LINKED)
+        .select_from(LINKED)
         .where(where)
         .order_by(order, entries.c.feed_url, entries.c.entry_id)
     )
@@ -226,95 +224,11 @@ def _stored_entries(conn: Connection, where: Any, order: Any) -> list[StoredEntr
             story_id=row["story_id"],
             score=float(row["score"]),
             evidence=row["evidence"],
-            feed_name=_feed_display_name(row),
+            feed_name=feed_display_name(row),
             feed_priority=int(row["feed_priority"]),
         )
         for row in conn.execute(stmt).mappings()
     ]
-
-
-def load_sources(conn: Connection, story_ids: Sequence[str]) -> dict[str, list[StorySource]]:
-    """Every source of the given stories, one query per ``IN_CHUNK`` ids."""
-    found: dict[str, list[StorySource]] = defaultdict(list)
-    for part in chunks(story_ids):
-        stmt = (
-            select(
-                story_entries.c.story_id,
-                story_entries.c.score,
-                story_entries.c.evidence,
-                entries.c.feed_url,
-                entries.c.entry_id,
-                entries.c.title,
-                entries.c.url,
-                entries.c.link,
-                entries.c.published,
-                entries.c.first_seen,
-                *_FEED_COLUMNS,
-            )
-            .select_from(_LINKED)
-            .where(story_entries.c.story_id.in_(part))
-        )
-        for row in conn.execute(stmt).mappings():
-            found[row["story_id"]].append(
-                StorySource(
-                    feed_url=row["feed_url"],
-                    feed_name=_feed_display_name(row),
-                    entry_id=row["entry_id"],
-                    title=row["title"],
-                    # The canonical URL when normalisation found one, else the feed's own link.
-                    url=row["url"] or row["link"],
-                    published=row["published"],
-                    score=float(row["score"]),
-                    evidence=row["evidence"],
-                    priority=int(row["feed_priority"]),
-                    first_seen=row["first_seen"],
-                )
-            )
-    return found
-
-
-def _assemble(conn: Connection, heads: Iterable[tuple[str, datetime]]) -> list[Story]:
-    heads = list(heads)
-    sources = load_sources(conn, [story_id for story_id, _ in heads])
-    return [
-        build_story(story_id, sources[story_id], updated)
-        for story_id, updated in heads
-        if sources.get(story_id)
-    ]
-
-
-def tagged_feed_urls(conn: Connection, tag: str) -> list[str]:
-    """URLs of the feeds carrying ``tag`` (the feed list is small: filtered here, portably)."""
-    rows = conn.execute(select(feeds.c.url, feeds.c.tags))
-    return [str(url) for url, tags in rows if tag in (tags or ())]
-
-
-def recent_stories(
-    conn: Connection, limit: int, *, min_sources: int, tag: str | None
-) -> list[Story]:
-    """The most recently updated stories with their sources, newest first."""
-    if limit <= 0:
-        return []
-    count = (
-        select(func.count())
-        .where(story_entries.c.story_id == stories.c.id)
-        .correlate(stories)
-        .scalar_subquery()
-    )
-    # At least one source always: a story emptied by a merge is never listed.
-    stmt = select(stories.c.id, stories.c.updated).where(count >= max(min_sources, 1))
-    if tag is not None:
-        tagged = tagged_feed_urls(conn, tag)
-        if not tagged:
-            return []
-        stmt = stmt.where(
-            exists()
-            .where(story_entries.c.story_id == stories.c.id)
-            .where(story_entries.c.feed_url.in_(tagged))
-        )
-    stmt = stmt.order_by(stories.c.updated.desc(), stories.c.id.desc()).limit(limit)
-    heads = [(str(sid), updated) for sid, updated in conn.execute(stmt)]
-    return _assemble(conn, heads)
 
 
 def merge_targets(conn: Connection, story_ids: Collection[str]) -> dict[str, str]:
@@ -342,16 +256,6 @@ def merge_targets(conn: Connection, story_ids: Collection[str]) -> dict[str, str
         if target != story_id:
             resolved[story_id] = target
     return resolved
-
-
-def get_story(conn: Connection, story_id: str) -> Story | None:
-    """One story with its sources; an id retired by a merge leads to the surviving story."""
-    story_id = merge_targets(conn, [story_id]).get(story_id, story_id)
-    row = conn.execute(select(stories.c.updated).where(stories.c.id == story_id)).first()
-    if row is None:
-        return None
-    found = _assemble(conn, [(story_id, row[0])])
-    return found[0] if found else None
 
 
 def list_corrections(conn: Connection) -> list[Correction]:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -126,8 +127,12 @@ stories = Table(
     Column("id", String, primary_key=True),
     Column("created", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
+    # Migration 4: the front-page rank (``story_writes.update_ranks``). The default only fills
+    # a new row until the same transaction links its entries and computes the rank.
+    Column("rank", Float, nullable=False, server_default=text("0")),
 )
 Index("ix_stories_updated", stories.c.updated, stories.c.id)
+Index("ix_stories_rank", stories.c.rank, stories.c.id)
 
 story_entries = Table(
     "story_entries",

@@ -37,21 +37,16 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, event, func, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy import Connection, Engine, func, select
 
-from aggregator.exceptions import StorageError
-from aggregator.storage import queries, writes
+from aggregator.storage import listing, queries, story_writes, writes
+from aggregator.storage.engine import IMMEDIATE, translate_errors
 from aggregator.storage.migrations import migrate
 from aggregator.storage.records import Correction
 from aggregator.storage.schema import schema_migrations
 from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
-
-# How long a SQLite writer waits for another process's write lock before failing. A refresh
-# commits in milliseconds; 30 s covers a long migration or a slow disk without hanging forever.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _L = TypeVar("_L", threading.Lock, threading.RLock)
 
@@ -69,53 +64,6 @@ def _process_lock(registry: dict[str, _L], key: str, factory: Callable[[], _L]) 
     """The one lock of ``registry`` for ``key`` in this process, created on first use."""
     with _registry_guard:
         return registry.setdefault(key, factory())
-
-
-# Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
-_IMMEDIATE = "aggregator_begin_immediate"
-
-
-@contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Re-raise SQLAlchemy and driver errors as ``StorageError`` with the cause chained.
-
-    A ``ValueError``/``TypeError`` raised while binding parameters (a naive datetime, say) is
-    a bug in the caller and is re-raised as itself, not disguised as a storage failure.
-    """
-    try:
-        yield
-    except DBAPIError as exc:
-        raise StorageError(f"{action}: {exc.orig}") from exc
-    except StatementError as exc:
-        if isinstance(exc.orig, ValueError | TypeError):
-            raise exc.orig from exc
-        raise StorageError(f"{action}: {exc}") from exc
-    except SQLAlchemyError as exc:
-        raise StorageError(f"{action}: {exc}") from exc
-
-
-def configure_sqlite(engine: Engine) -> None:
-    """Connection settings for SQLite, applied to every new connection of the pool."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN (see the module docstring), then set per-connection pragmas.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # NORMAL is durable across application crashes in WAL mode; only an OS crash or
-            # power loss may lose the last commits, never corrupt the file.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class SqlStorage:
@@ -164,7 +112,7 @@ class SqlStorage:
                 return
             with self._engine.connect() as conn:
                 if write:
-                    conn.execution_options(**{_IMMEDIATE: True})
+                    conn.execution_options(**{IMMEDIATE: True})
                 with conn.begin():
                     yield conn
 
@@ -270,14 +218,36 @@ class SqlStorage:
     def recent_stories(
         self, limit: int, *, min_sources: int = 1, tag: str | None = None
     ) -> list[Story]:
-        """The ``limit`` most recently updated stories, newest first, with all their sources."""
+        """The ``limit`` most recently updated stories, newest first (see ``Storage``)."""
         with self._tx("recent_stories", write=False) as conn:
-            return queries.recent_stories(conn, limit, min_sources=min_sources, tag=tag)
+            return listing.recent_stories(conn, limit, min_sources=min_sources, tag=tag)
+
+    def front_page(
+        self,
+        limit: int,
+        *,
+        offset: int = 0,
+        min_sources: int = 1,
+        tag: str | None = None,
+        query: str | None = None,
+    ) -> list[Story]:
+        """Stories by stored rank, highest first, filtered and searched (see ``Storage``)."""
+        with self._tx("front_page", write=False) as conn:
+            return listing.front_page(
+                conn, limit, offset=offset, min_sources=min_sources, tag=tag, query=query
+            )
+
+    def count_stories(
+        self, *, min_sources: int = 1, tag: str | None = None, query: str | None = None
+    ) -> int:
+        """How many stories ``front_page`` lists with these filters (see ``Storage``)."""
+        with self._tx("count_stories", write=False) as conn:
+            return listing.count_stories(conn, min_sources=min_sources, tag=tag, query=query)
 
     def get_story(self, story_id: str) -> Story | None:
         """One story with every source; an id retired by a merge gives the surviving story."""
         with self._tx("get_story", write=False) as conn:
-            return queries.get_story(conn, story_id)
+            return listing.get_story(conn, story_id)
 
     # -- manual corrections -----------------------------------------------------------------
 
@@ -286,7 +256,7 @@ class SqlStorage:
         rejoin the story it left. ``LookupError`` for an unknown entry, ``ValueError`` when
         ``new_story_id`` is already taken."""
         with self._tx("record_split", write=True) as conn:
-            writes.record_split(conn, feed_url, entry_id, new_story_id, now)
+            story_writes.record_split(conn, feed_url, entry_id, new_story_id, now)
 
     def record_merge(self, story_a: str, story_b: str, now: datetime) -> None:
         """Move every entry of ``story_b`` into ``story_a`` (which keeps its id) and remember
@@ -294,7 +264,7 @@ class SqlStorage:
         ``LookupError`` for an unknown story, ``ValueError`` for ``a == b`` or a story already
         merged away."""
         with self._tx("record_merge", write=True) as conn:
-            writes.record_merge(conn, story_a, story_b, now)
+            story_writes.record_merge(conn, story_a, story_b, now)
 
     def corrections(self) -> list[Correction]:
         """Every manual correction, oldest first, for the matcher to respect."""

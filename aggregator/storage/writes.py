@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aggregator.storage.queries import chunks, feed_state, merge_targets, story_links
-from aggregator.storage.schema import corrections, entries, feeds, stories, story_entries
+from aggregator.storage.schema import entries, feeds, stories, story_entries
+from aggregator.storage.story_writes import apply_story_merge, touch_stories, update_ranks
 from aggregator.types import (
     Assignment,
     Entry,
@@ -188,7 +189,8 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
     already stored (a replayed refresh) has its content updated, keeps ``first_seen`` and keeps
     its story: its assignment is ignored, so no empty story is created. Assignments naming a
     story retired by a merge go to the surviving story. Changed entries are updated in place.
-    Every story touched gets ``updated = max(updated, state.last_polled)``.
+    Every story touched gets ``updated = max(updated, state.last_polled)`` and its rank
+    recomputed (``story_writes.update_ranks``).
     """
     feed_url = refresh.feed_url
     new: dict[str, tuple[Entry, Assignment]] = {}
@@ -261,21 +263,13 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
             )
         conn.execute(edit, rows)
 
+    members_changed = set(linked.values()) | set(target.values())
     # Stories created just now already carry ``when``.
-    touched = sorted((set(linked.values()) | set(target.values())) - set(fresh_stories))
-    touch_stories(conn, touched, when)
+    touch_stories(conn, sorted(members_changed - set(fresh_stories)), when)
+    # New links, and changed entries whose dates may have moved: their stories' ranks.
+    update_ranks(conn, members_changed)
     for into, other in refresh.story_merges:
         apply_story_merge(conn, into, other, when)
-
-
-def apply_story_merge(conn: Connection, into: str, other: str, now: datetime) -> None:
-    """A merge the matcher made: like ``record_merge``, but following earlier merges of either
-    story and doing nothing when it is already in place, so a replayed refresh is harmless."""
-    redirect = merge_targets(conn, [into, other])
-    into, other = redirect.get(into, into), redirect.get(other, other)
-    present = conn.execute(select(stories.c.id).where(stories.c.id.in_([into, other])))
-    if into != other and len(list(present)) == 2:
-        record_merge(conn, into, other, now)
 
 
 def release_claims(conn: Connection) -> int:
@@ -332,66 +326,3 @@ def request_polls(conn: Connection, now: datetime) -> int:
     later = feeds.c.next_due.is_not(None) & (feeds.c.next_due > now)
     conn.execute(update(feeds).where(pollable, later).values(next_due=now))
     return int(conn.execute(select(func.count()).select_from(feeds).where(pollable)).scalar_one())
-
-
-def touch_stories(conn: Connection, story_ids: Sequence[str], when: datetime) -> None:
-    """Move the stories' ``updated`` forward to ``when`` (never backward: a late writer of an
-    older poll must not make a story look older than it is)."""
-    newer = case((stories.c.updated < when, when), else_=stories.c.updated)
-    for part in chunks(story_ids):
-        conn.execute(update(stories).where(stories.c.id.in_(part)).values(updated=newer))
-
-
-def record_split(
-    conn: Connection, feed_url: str, entry_id: str, new_story_id: str, now: datetime
-) -> None:
-    """Move one entry into a new story and remember it must not rejoin its old one."""
-    old = story_links(conn, feed_url, [entry_id]).get(entry_id)
-    if old is None:
-        raise LookupError(f"no stored entry {entry_id!r} of {feed_url}")
-    if conn.execute(select(stories.c.id).where(stories.c.id == new_story_id)).first():
-        raise ValueError(f"story id {new_story_id!r} is already in use")
-    conn.execute(stories.insert().values(id=new_story_id, created=now, updated=now))
-    conn.execute(
-        update(story_entries)
-        .where(story_entries.c.feed_url == feed_url, story_entries.c.entry_id == entry_id)
-        .values(story_id=new_story_id)
-    )
-    touch_stories(conn, [old], now)
-    conn.execute(
-        corrections.insert().values(
-            kind="split",
-            feed_url=feed_url,
-            entry_id=entry_id,
-            story_id=old,
-            target_story_id=new_story_id,
-            created=now,
-        )
-    )
-
-
-def record_merge(conn: Connection, story_a: str, story_b: str, now: datetime) -> None:
-    """Move every entry of ``story_b`` into ``story_a`` and remember ``b -> a``."""
-    if story_a == story_b:
-        raise ValueError(f"cannot merge story {story_a!r} into itself")
-    known = {
-        str(sid)
-        for (sid,) in conn.execute(select(stories.c.id).where(stories.c.id.in_([story_a, story_b])))
-    }
-    missing = [sid for sid in (story_a, story_b) if sid not in known]
-    if missing:
-        raise LookupError(f"no stored story {missing[0]!r}")
-    retired = merge_targets(conn, [story_a, story_b])
-    if retired:
-        sid, into = next(iter(retired.items()))
-        # Refusing retired stories on either side keeps merge chains free of cycles.
-        raise ValueError(f"story {sid!r} was already merged into {into!r}")
-    conn.execute(
-        update(story_entries).where(story_entries.c.story_id == story_b).values(story_id=story_a)
-    )
-    touch_stories(conn, [story_a], now)
-    conn.execute(
-        corrections.insert().values(
-            kind="merge", story_id=story_b, target_story_id=story_a, created=now
-        )
-    )
