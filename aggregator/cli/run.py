@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 import socket
+from dataclasses import replace
 from typing import Annotated
 
 import typer

@@ -3,15 +3,13 @@
     stories | render_atom / render_rss / render_json_feed (pure) | write_outputs (atomic)
 
 The renderers take records and return bytes, with no I/O; ``write_outputs`` is the only part
-that touches the disk. ``sources_html`` is the sources-list fragment the feeds embed, reusable
-as is by a web page.
+that touches the disk. ``item`` decides once what an item says, whatever the format.
 """
 
 from __future__ import annotations
 
 from aggregator.publish.atom import render_atom
 from aggregator.publish.files import atomic_write_bytes, write_outputs
-from aggregator.publish.html import sources_html
 from aggregator.publish.jsonfeed import render_json_feed
 from aggregator.publish.meta import (
     ATOM_FILENAME,
@@ -32,6 +30,5 @@ __all__ = [
     "render_atom",
     "render_json_feed",
     "render_rss",
-    "sources_html",
     "write_outputs",
 ]

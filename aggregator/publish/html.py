@@ -1,9 +1,8 @@
-"""HTML of a story's sources: every outlet's headline, linked to its article, with its time.
+"""The HTML body of a feed item: the lead, the listed sources, a link to the rest.
 
-``sources_html`` is the fragment a web page embeds as is; ``item_content_html`` the body of a
-feed item (lead, the listed sources, a link to the rest). Every piece of text is
-escaped with ``html.escape`` and only http(s) URLs become links, so the fragment is safe to
-insert into a page whatever the feeds contained.
+Each listed source is its outlet, its headline linked to its article, and its time
+(``item_content_html``). Every piece of text is escaped with ``html.escape`` and only http(s)
+URLs become links, so the body is safe in any reader whatever the feeds contained.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from html import escape
 from aggregator.publish._common import clean_text, rfc3339
 from aggregator.publish.item import ItemView
 from aggregator.publish.links import safe_url
-from aggregator.types import Story, StorySource
+from aggregator.types import StorySource
 
 SOURCES_CLASS = "aggregator-sources"
 
@@ -33,12 +32,6 @@ def source_html(source: StorySource) -> str:
     if url:
         headline = f'<a href="{escape(url, quote=True)}">{headline}</a>'
     return f"<li><cite>{outlet}</cite>: {headline} {_time(source)}</li>"
-
-
-def sources_html(story: Story) -> str:
-    """The story's sources as a ``<ul>`` fragment of safe HTML, in the story's source order."""
-    items = "".join(source_html(source) for source in story.sources)
-    return f'<ul class="{SOURCES_CLASS}">{items}</ul>'
 
 
 def _outlets(view: ItemView) -> str:

@@ -29,7 +29,8 @@ class ItemView:
 
     ``listed``: the sources shown, in the story's order (earliest first), chosen by the
     headline rule when there are more than ``MAX_SOURCES_PER_ITEM``. ``source_count``: the
-    distinct sources loaded. ``more``: sources not listed, the story's unloaded ones included.
+    distinct sources, plus the stored ones not loaded (``Story.more_sources``). ``more``:
+    sources not listed, the story's unloaded ones included.
     ``link``: the representative article, else the story's page. ``article``: the
     representative article, None when no source has an http(s) link.
     """
@@ -77,7 +78,7 @@ def item_view(story: Story, meta: FeedMeta) -> ItemView:
         title=clean_text(story.title),
         lead=clean_text(story_lead(story)),
         listed=listed,
-        source_count=len(distinct),
+        source_count=len(distinct) + story.more_sources,
         more=len(distinct) - len(listed) + story.more_sources,
         outlet_count=len(outlet_names(distinct)),
         author=author,

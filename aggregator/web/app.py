@@ -246,7 +246,7 @@ class _Web:
 
     def _inventory(self) -> None:
         feeds = len(self.feeds_provider())
-        stories = len(self.storage.recent_stories(self.settings.max_stories))
+        stories = self.storage.count_stories()
         self.metrics.set_inventory(feeds=feeds, stories=stories)
 
     async def metrics_page(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ apps in one process, or two tests, never share or double-register counters.
     aggregator_entries_total{kind="new|updated"}             counter   entries stored
     aggregator_poll_duration_seconds                         histogram one refresh, fetch to commit
     aggregator_feeds                                         gauge     active configured feeds
-    aggregator_stories                                       gauge     stories in the merged feed
+    aggregator_stories                                       gauge     stories stored
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Metrics:
         )
         self.stories = Gauge(
             "aggregator_stories",
-            "Stories in the merged feed (the most recently updated, up to max_stories).",
+            "Stories stored (every story with at least one source, merged-away ones not counted).",
             registry=self.registry,
         )
         # Every label value appears from the start, at 0, so rates work before the first error.
