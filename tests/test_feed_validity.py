@@ -333,7 +333,7 @@ FILTERS = {
         "?tag=world",
     ),
     "?min_sources=2&tag=world&limit=7": (
-        "aggregator — merged stories — tagged world, 2+ sources",
+        "aggregator — merged stories — tagged world, 2+ outlets",
         "urn:aggregator:feed:merged:tag=world:min_sources=2",
         "?tag=world&min_sources=2&limit=7",
     ),

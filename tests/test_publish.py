@@ -545,7 +545,7 @@ def test_story_without_a_link_points_at_its_page() -> None:
 
 def test_filtered_feed_has_its_own_title_id_and_self_link(stories: list[Story]) -> None:
     meta = META.filtered(tag="wörld news", min_sources=3, query={"tag": "wörld news", "limit": "5"})
-    assert meta.title == "aggregator — merged stories — tagged wörld news, 3+ sources"
+    assert meta.title == "aggregator — merged stories — tagged wörld news, 3+ outlets"
     assert meta.feed_id == "urn:aggregator:feed:merged:tag=w%C3%B6rld%20news:min_sources=3"
     self_url = "https://news.example/merged.atom?tag=w%C3%B6rld%20news&limit=5"
     assert meta.self_url("merged.atom") == self_url

@@ -91,7 +91,7 @@ class FeedMeta:
             names.append(f"tagged {tag}")
             feed_id += ":tag=" + quote(tag, safe="")
         if min_sources > 1:
-            names.append(f"{min_sources}+ sources")
+            names.append(f"{min_sources}+ outlets")
             feed_id += f":min_sources={min_sources}"
         title = f"{self.title} — {', '.join(names)}" if names else self.title
         self_query = urlencode(dict(query), quote_via=quote)
