@@ -98,8 +98,8 @@ def live_url(tmp_path: Path) -> Iterator[str]:
 
 # A phone (iPhone 12-14 CSS width) and a desktop.
 WIDTHS = {"phone": 390, "desktop": 1280}
-# Words at most this long must never be broken across lines; longer tokens (feed URLs on the
-# sources page) may wrap anywhere rather than push the page sideways.
+# Words at most this long must never be broken across lines; a longer token (a pasted URL in a
+# headline) may wrap anywhere rather than push the page sideways.
 MAX_UNBREAKABLE_WORD = 24
 
 # What a person sees, measured in the page: sideways overflow, words split over two lines,
@@ -115,7 +115,8 @@ LAYOUT_PROBLEMS_JS = """
   const range = document.createRange();
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const parent = node.parentElement;
-    if (!parent || parent.closest("details:not([open]), select, option")) continue;
+    // Feed URLs may wrap anywhere (.feed-url): they are addresses, not words.
+    if (!parent || parent.closest("details:not([open]), select, option, .feed-url")) continue;
     for (const match of node.data.matchAll(/\\S+/g)) {
       if (match[0].length > maxWord) continue;
       range.setStart(node, match.index);
