@@ -226,3 +226,21 @@ def test_words_for_gaps_and_terms() -> None:
     assert duration_words(-timedelta(days=3)) == "3 days"
     assert spelled_as_in("idlib zone", "Talks on the Idlib  zone") == "Idlib  zone"
     assert spelled_as_in("art", "A party starts") == "art"
+
+
+def test_the_earliest_report_says_so() -> None:
+    reason = join_reason(
+        {"rule": "score", "shared_terms": ["ankara"]},
+        title="Talks in Ankara",
+        published=NOW - timedelta(hours=1),
+        first_report=NOW,
+    )
+    assert reason == "Same story: shares Ankara; the earliest report."
+
+
+def test_times_in_words_become_dates_past_a_week() -> None:
+    from aggregator.web.pages import RELATIVE_DAYS, relative
+
+    assert relative(NOW - timedelta(days=RELATIVE_DAYS - 1), NOW) == "6 days ago"
+    assert relative(NOW - timedelta(days=3356), NOW) == "21 Jul 2008"
+    assert relative(NOW + timedelta(minutes=30), NOW) == "in 30 min"

@@ -4,9 +4,11 @@ The matcher records its evidence as numbers (``aggregator.match``); storage rela
 evidence of entries moved by a merge or a split (``manual_merge``, ``manual_split``,
 ``story_merge``). This module turns one source's evidence into words, for the story page:
 
-- the source that started the story: "First report: started this story.";
+- the source that started the story: "First report: started this story." (the first of its
+  sources stored here; a source published earlier may have joined it later);
 - a join: "Same event: shares Erdogan, Putin, Ankara; 40 min after the first report;
-  meaning .81.", the shared terms spelled as the source's headline spells them;
+  meaning .81.", the shared terms spelled as the source's headline spells them, the gap
+  measured from the story's earliest report ("the earliest report" for that one itself);
 - a correction: "Merged by hand from story 56dc2a…." or "Moved here by hand from story …".
 
 Pure: evidence and times in, a sentence out. The full evidence stays on the page, folded.
@@ -68,10 +70,11 @@ def _gap_words(published: datetime, first_report: datetime | None) -> str | None
     if first_report is None:
         return None
     delta = published - first_report
-    if abs(delta) < timedelta(minutes=1):
+    if delta < timedelta(0):
+        return "the earliest report"
+    if delta < timedelta(minutes=1):
         return "at the same time as the first report"
-    side = "after" if delta > timedelta(0) else "before"
-    return f"{duration_words(delta)} {side} the first report"
+    return f"{duration_words(delta)} after the first report"
 
 
 def join_reason(
@@ -82,8 +85,8 @@ def join_reason(
     first_report: datetime | None,
 ) -> str:
     """One sentence saying why a source (headline ``title``, published ``published``) is in
-    its story; ``first_report`` is when the story's earliest other source was published
-    (None for the story's only source)."""
+    its story; ``first_report`` is when the story's earliest report other than this one was
+    published (None for the story's only source)."""
     rule = str(evidence.get("rule", ""))
     if rule == "manual_merge":
         return f"Merged by hand from story {short_id(str(evidence.get('merged_from', '')))}."

@@ -53,11 +53,19 @@ def iso(moment: datetime | None) -> str:
     return moment.astimezone(UTC).isoformat() if moment is not None else ""
 
 
+# Past a week, "23 days ago" makes a reader count; the date says it at once.
+RELATIVE_DAYS = 7
+
+
 def relative(moment: datetime | None, now: datetime) -> str:
-    """``5 min ago``, ``in 3 h``, ``just now``: the distance from ``now`` in words."""
+    """``5 min ago``, ``in 3 h``, ``just now``: the distance from ``now`` in words; further
+    than ``RELATIVE_DAYS`` away, the date (``28 Sep 2017``)."""
     if moment is None:
         return "never"
     delta = (now - moment).total_seconds()
+    if abs(delta) >= RELATIVE_DAYS * 86_400:
+        utc = moment.astimezone(UTC)
+        return f"{utc.day} {utc:%b %Y}"
     future = delta < 0
     seconds = abs(delta)
     if seconds < 60:
