@@ -76,7 +76,8 @@ class Storage(Protocol):
         """Write one feed refresh (state, new entries with their stories, edited entries)
         in a single transaction. ``failures`` becomes 0 when ``state.error`` is None and is
         incremented otherwise. Stories named by new-story assignments are created; the
-        ``updated`` time of every story touched becomes ``state.last_polled``.
+        ``updated`` time of every story touched becomes ``state.last_polled`` and its rank (see
+        ``front_page``) is recomputed.
         """
 
     def store_refreshes(self, refreshes: Sequence[FeedRefresh]) -> None:
@@ -127,15 +128,27 @@ class Storage(Protocol):
         loading them ("N stories" over a page, the stored-story inventory)."""
 
     def get_story(self, story_id: str) -> Story | None:
-        """One story with every source and each source's match score and evidence."""
+        """One story with its sources (bounded as in ``recent_stories``) and each source's
+        match score, evidence and summary; an id retired by a merge gives the survivor."""
 
     # -- manual corrections ------------------------------------------------------------------
 
     def record_split(self, feed_url: str, entry_id: str, new_story_id: str, now: datetime) -> None:
-        """Move one entry into a new story and remember it must not rejoin the old one."""
+        """Move one entry into a new story and remember it must not rejoin the old one.
+
+        The entry keeps its score; its evidence becomes ``{"rule": "manual_split",
+        "split_from": <old story id>, "matched": <its previous evidence>}``. Both stories'
+        ranks are recomputed.
+        """
 
     def record_merge(self, story_a: str, story_b: str, now: datetime) -> None:
-        """Move every entry of ``story_b`` into ``story_a`` (whose id survives); remember it."""
+        """Move every entry of ``story_b`` into ``story_a`` (whose id survives); remember it.
+
+        A merge by hand (``aggregator stories merge``): each moved entry keeps its score and its
+        evidence becomes ``{"rule": "manual_merge", "merged_from": story_b, "matched":
+        <previous>}``. The matcher's own merges (``FeedRefresh.story_merges``) say
+        ``"story_merge"`` instead. ``story_a``'s rank is recomputed.
+        """
 
     def corrections(self) -> list[Correction]:
         """Every manual correction, oldest first, for the matcher to respect."""
