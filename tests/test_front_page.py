@@ -6,10 +6,12 @@ hostile headline that a second outlet joined 20 minutes ago, and an old one-outl
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -256,3 +258,34 @@ async def test_manual_corrections_are_labelled(storage: SqlStorage, tmp_path: Pa
     assert [_text(p) for p in split.iterfind(".//p[@class='why']")] == [
         "Moved here by hand from story old1."
     ]
+
+
+async def test_pages_and_feeds_render_off_the_event_loop(
+    storage: SqlStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering a large page must not stall /healthz and the poller sharing the loop."""
+    from aggregator.web import app as app_module
+    from aggregator.web import pages
+
+    threads: dict[str, str] = {}
+    real_render = pages.render
+
+    def render(template: str, **context: object) -> str:
+        threads[template] = threading.current_thread().name
+        return real_render(template, **context)
+
+    monkeypatch.setattr(pages, "render", render)
+    real_atom = app_module.FEED_FORMATS["atom"]
+
+    def atom(*args: Any) -> bytes:
+        threads["atom"] = threading.current_thread().name
+        return real_atom[0](*args)
+
+    monkeypatch.setitem(app_module.FEED_FORMATS, "atom", (atom, real_atom[1]))
+    app = create_app(storage, settings=make_config(tmp_path).settings, clock=lambda: NOW)
+    async with asgi_client(app) as http:
+        for path in ("/", "/stories/quake1", "/feeds", "/feed.atom"):
+            assert (await http.get(path)).status_code == 200
+    loop_thread = threading.current_thread().name
+    assert set(threads) == {"index.html", "story.html", "feeds.html", "atom"}
+    assert loop_thread not in threads.values(), threads

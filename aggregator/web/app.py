@@ -208,7 +208,8 @@ class _Web:
             min_sources=filters.min_sources,
             query=filters.query(default_limit=default_limit),
         )
-        body = renderer(stories, meta)
+        # Rendered in the thread pool like the pages: a few hundred stories take tens of ms.
+        body = await run_in_threadpool(renderer, stories, meta)
         etag = strong_etag(body)
         modified = max((s.updated for s in stories), default=None)
         headers = {"ETag": etag, "Cache-Control": FEED_CACHE_CONTROL}
@@ -219,9 +220,12 @@ class _Web:
         return Response(body, media_type=media_type, headers=headers)
 
     async def feeds(self, request: Request) -> Response:
-        known = await run_in_threadpool(self.feeds_provider)
-        context = self._context(request, views=pages.feed_views(known))
-        return HTMLResponse(pages.render("feeds.html", **context))
+        context = self._context(request)
+        return HTMLResponse(await run_in_threadpool(self._feeds_html, context))
+
+    def _feeds_html(self, context: dict[str, Any]) -> str:
+        views = pages.feed_views(self.feeds_provider())
+        return pages.render("feeds.html", **context, views=views)
 
     async def healthz(self, request: Request) -> Response:
         try:
