@@ -20,6 +20,7 @@ from aggregator.refresh.parse_pool import ParsePool
 from aggregator.refresh.processes import tune_collector
 from aggregator.refresh.store import Clock, choose_store
 from aggregator.refresh.updater import PollPolicy, Updater, utcnow
+from aggregator.refresh.workers import describe, index_in_own_process
 from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
@@ -50,6 +51,8 @@ class Runtime:
     storage: Storage
     updater: Updater
     clock: Clock
+    # settings.workers as applied, in words (refresh/workers.py).
+    processes: str = ""
 
     def publish(self) -> int:
         """Write the merged Atom, RSS and JSON Feed files for the newest stories; return how
@@ -112,11 +115,16 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()
-        index = open_index(storage, s.match_window, clock, s.match_max_entries, s.semantic)
+        own_process = index_in_own_process(
+            s.workers, len(config.feeds), shareable=shared_between_processes(storage.url)
+        )
+        index = open_index(
+            storage, s.match_window, clock, s.match_max_entries, s.semantic, own_process
+        )
         try:
             # How a feed is matched and stored depends on the database: decided here, once.
             store = choose_store(storage, index, StorageWriter(storage), clock)
-            async with make_fetcher(config) as fetcher, ParsePool() as parse_pool:
+            async with make_fetcher(config) as fetcher, ParsePool(s.workers) as parse_pool:
                 updater = Updater(
                     storage,
                     fetcher,
@@ -130,7 +138,8 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
                 # What was loaded lives long: keep full collections from walking it again
                 # and again. It holds no reference cycles, so reference counting frees it.
                 gc.freeze()
-                yield Runtime(config, storage, updater, clock)
+                processes = describe(s.workers, index_own_process=own_process)
+                yield Runtime(config, storage, updater, clock, processes)
         finally:
             await asyncio.to_thread(index.close)
     finally:
@@ -143,14 +152,18 @@ def open_index(
     clock: Clock,
     max_entries: int | None = None,
     semantic: SemanticSignal = DEFAULT_SEMANTIC,
+    own_process: bool | None = None,
 ) -> StoryIndex:
-    """The match index in a process of its own, on a second core, unless the database is
-    in memory (no other process can open it): then in this process. Either way the
+    """The match index in a process of its own, on a second core, when ``own_process`` (by
+    default: whenever another process can open the database), else in this process; see
+    ``refresh/workers.py`` for the rule ``settings.workers`` follows. Either way the
     ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``).
 
     Raises ``SemanticUnavailable`` naming the setting when ``semantic`` needs an extra that is
     not installed (checked here, before a child process would fail on it)."""
     check_available(semantic)
-    if shared_between_processes(storage.url):
+    if own_process is None:
+        own_process = shared_between_processes(storage.url)
+    if own_process:
         return StoryIndexProcess(storage.url, window, clock, max_entries, semantic)
     return LocalStoryIndex(storage, window, clock(), max_entries, semantic)

@@ -117,12 +117,13 @@ class Service:
         )
         scheduler.start()
         log.info(
-            "service %s started: %d feeds, storage %s, match index %s, meaning signal %s",
+            "service %s started: %d feeds, storage %s, match index %s, meaning signal %s, %s",
             self.worker,
             len(self.runtime.config.feeds),
             self.runtime.config.settings.storage_url,
             match_build(),
             self.runtime.config.settings.semantic,
+            self.runtime.processes,
         )
         try:
             await self._publish()

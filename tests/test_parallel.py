@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from datetime import UTC, datetime
@@ -9,7 +10,15 @@ from datetime import UTC, datetime
 import pytest
 
 from aggregator.exceptions import ParseError
+from aggregator.refresh import parse_pool
 from aggregator.refresh.parse_pool import ParsePool, parse_and_normalise
+from aggregator.refresh.workers import (
+    INDEX_PROCESS_MIN_FEEDS,
+    INLINE_AT_ONCE,
+    INLINE_MAX_BYTES,
+    index_in_own_process,
+    parse_inline,
+)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FEED = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -54,9 +63,71 @@ async def test_a_killed_worker_is_replaced() -> None:
     assert got == parse_and_normalise(FEED, HEADERS, URL, URL, NOW)
 
 
-def test_workers_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="workers must be positive"):
-        ParsePool(workers=0)
+def test_workers_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="workers must be 0 or more"):
+        ParsePool(workers=-1)
+
+
+async def test_workers_0_parses_every_document_in_this_process() -> None:
+    big = FEED.replace(b"</channel>", b"<!--" + b"x" * (INLINE_MAX_BYTES + 1) + b"--></channel>")
+    async with ParsePool(workers=0) as pool:
+        for document in (FEED, big, FEED):
+            got = await pool.parse(document, HEADERS, URL, URL, NOW)
+            assert got.entries[0].title == "Storm hits coast"
+        assert pool.pool_starts == 0 and not pool.running
+
+
+async def test_auto_parses_small_documents_here_and_a_backlog_in_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(parse_pool, "POOL_IDLE_SECONDS", 0.2)
+    async with ParsePool(workers=None) as pool:
+        await pool.parse(FEED, HEADERS, URL, URL, NOW)
+        assert pool.pool_starts == 0, "one small document is parsed in this process"
+        # Three documents at once: one parses here, the others are a backlog for the workers.
+        got = await asyncio.gather(*(pool.parse(FEED, HEADERS, URL, URL, NOW) for _ in range(3)))
+        assert all(g == got[0] for g in got)
+        assert pool.pool_starts == 1 and pool.running
+        # Idle past POOL_IDLE_SECONDS: the workers stop; the next backlog starts them again.
+        await asyncio.sleep(1.0)
+        assert not pool.running
+        big = FEED.replace(
+            b"</channel>", b"<!--" + b"x" * (INLINE_MAX_BYTES + 1) + b"--></channel>"
+        )
+        await pool.parse(big, HEADERS, URL, URL, NOW)
+        assert pool.pool_starts == 2, "a large document goes to a worker, under the CPU bound"
+
+
+@pytest.mark.parametrize(
+    ("workers", "feeds", "shareable", "own"),
+    [
+        (None, INDEX_PROCESS_MIN_FEEDS - 1, True, False),
+        (None, INDEX_PROCESS_MIN_FEEDS, True, True),
+        (0, 10_000, True, False),
+        (1, 1, True, True),
+        (4, 1, False, False),
+    ],
+)
+def test_where_the_match_index_runs(
+    workers: int | None, feeds: int, shareable: bool, own: bool
+) -> None:
+    assert index_in_own_process(workers, feeds, shareable=shareable) is own
+
+
+@pytest.mark.parametrize(
+    ("workers", "size", "busy", "inline"),
+    [
+        (None, INLINE_MAX_BYTES, 0, True),
+        (None, INLINE_MAX_BYTES + 1, 0, False),
+        (None, 100, INLINE_AT_ONCE, False),
+        (0, INLINE_MAX_BYTES * 10, 5, True),
+        (2, 100, 0, False),
+    ],
+)
+def test_which_documents_are_parsed_here(
+    workers: int | None, size: int, busy: int, inline: bool
+) -> None:
+    assert parse_inline(workers, size, busy) is inline
 
 
 async def test_parse_outside_the_context_is_refused() -> None:

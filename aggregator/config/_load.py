@@ -155,6 +155,7 @@ def _settings(raw: SettingsModel, base: Path) -> Settings:
         deadline=raw.deadline,
         max_bytes=raw.max_bytes,
         allow_networks=tuple(raw.allow_networks),
+        workers=raw.workers,
     )
 
 

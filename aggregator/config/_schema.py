@@ -76,6 +76,17 @@ def _user_agent(value: str) -> str:
     return text
 
 
+def _workers(value: object) -> int | None:
+    """``auto`` (None) or a whole number of worker processes, 0 or more."""
+    if value == d.AUTO_WORKERS:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be {d.AUTO_WORKERS!r} or a whole number of processes (0 or more)")
+    if value < 0:
+        raise ValueError(f"must be {d.AUTO_WORKERS!r} or 0 or more, not {value}")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     """Let a single string stand for a one-item list (``tags: world``)."""
     return [value] if isinstance(value, str) else value
@@ -115,6 +126,7 @@ class SettingsModel(BaseModel):
     deadline: Duration = defaults.DEFAULT_DEADLINE
     max_bytes: Size = defaults.DEFAULT_MAX_BYTES
     allow_networks: Annotated[list[Network], BeforeValidator(_one_or_many)] = []
+    workers: Annotated[int | None, PlainValidator(_workers)] = None
 
 
 class FeedModel(BaseModel):

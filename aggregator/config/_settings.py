@@ -48,6 +48,9 @@ DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
 # About a day of merged world news from ten outlets; readers rarely page further back.
 DEFAULT_MAX_STORIES = 100
+# settings.workers: "auto" (None here) sizes the processes to the work; see
+# aggregator/refresh/workers.py for the rule and its measurements.
+AUTO_WORKERS = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +81,9 @@ class Settings:
     deadline: timedelta = DEFAULT_DEADLINE
     max_bytes: int = DEFAULT_MAX_BYTES
     allow_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Parse worker processes: None ("auto") starts them only for a backlog and stops them when
+    # idle; 0 parses in the service process; N keeps N workers (and the match index process).
+    workers: int | None = None
 
     @property
     def listen(self) -> str:

@@ -11,6 +11,11 @@ one core it shares with fetching and storing.
     async with ParsePool() as pool:
         parsed = await pool.parse(content, headers, final_url, feed_url, now)
 
+How many workers, and which documents are parsed in the service process instead (in a
+thread: small ones while nothing else is parsing, with ``settings.workers: auto``; all with 0),
+is the rule of ``refresh/workers.py``. With ``auto`` the workers start for a backlog and stop
+after ``POOL_IDLE_SECONDS`` without work.
+
 A ``ParseError`` raised in a worker is raised again here with the same URL and message (the
 worker sends the two fields back: ``FeedError`` does not survive pickling as itself).
 A worker that dies (killed, out of memory) breaks the executor; the pool then starts a fresh
@@ -25,6 +30,7 @@ budget, and the document is reported as one the parser process died on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import resource
@@ -40,6 +46,7 @@ from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
 from aggregator.refresh.processes import SPAWN, exit_with_parent
+from aggregator.refresh.workers import POOL_IDLE_SECONDS, parse_inline, stop_pool_when_idle
 from aggregator.types import Entry
 
 __all__ = [
@@ -50,6 +57,8 @@ __all__ = [
     "default_workers",
     "parse_and_normalise",
 ]
+
+log = logging.getLogger("aggregator.refresh")
 
 # The error of a document whose parse ended the worker twice (its CPU rlimit or memory).
 PARSER_DIED = "the parser process died on this document"
@@ -144,26 +153,39 @@ def _warm_up(parent: int) -> None:
 
 
 class ParsePool:
-    """A process pool for ``parse_and_normalise``; ``async with ParsePool() as pool``."""
+    """Parsing for the updater, in worker processes or in this one by ``settings.workers``
+    (``refresh/workers.py``: None is auto); ``async with ParsePool(workers) as pool``."""
 
     def __init__(
         self, workers: int | None = None, *, cpu_seconds: float | None = PARSE_CPU_SECONDS
     ) -> None:
-        if workers is not None and workers <= 0:
-            raise ValueError(f"workers must be positive, not {workers!r}")
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers!r}")
+        self.setting = workers
         self.workers = workers or default_workers()
         self.cpu_seconds = cpu_seconds
         self._executor: ProcessPoolExecutor | None = None
+        self._entered = False
+        self._inline = 0  # documents being parsed in this process now
+        self._in_pool = 0  # documents sent to the workers and not answered yet
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.pool_starts = 0  # how many times the workers were started (for tests and logs)
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
             self.workers, mp_context=SPAWN, initializer=_warm_up, initargs=(os.getpid(),)
         )
         self._executor = executor
+        self.pool_starts += 1
         return executor
 
+    @property
+    def running(self) -> bool:
+        """Whether the worker processes are started."""
+        return self._executor is not None
+
     async def __aenter__(self) -> ParsePool:
-        self._start()
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -176,6 +198,8 @@ class ParsePool:
 
     async def aclose(self) -> None:
         """Stop the workers (waiting in a thread, so the event loop keeps running)."""
+        self._entered = False
+        self._cancel_idle_timer()
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
@@ -188,9 +212,51 @@ class ParsePool:
         feed_url: str,
         now: datetime,
     ) -> Parsed:
-        """``parse_and_normalise`` in a worker process; raises ``ParseError`` like it."""
-        if self._executor is None:
+        """``parse_and_normalise`` here or in a worker process; raises ``ParseError`` like it."""
+        if not self._entered:
             raise RuntimeError("ParsePool must be used as 'async with ParsePool() as pool'")
+        if parse_inline(self.setting, len(content), self._inline):
+            self._inline += 1
+            try:
+                # In a thread: the CPU bound needs a process of its own (refresh/workers.py).
+                return await asyncio.to_thread(
+                    parse_and_normalise, content, dict(headers), final_url, feed_url, now, None
+                )
+            finally:
+                self._inline -= 1
+        self._cancel_idle_timer()
+        self._in_pool += 1
+        try:
+            return await self._in_worker(content, headers, final_url, feed_url, now)
+        finally:
+            self._in_pool -= 1
+            if self._in_pool == 0 and stop_pool_when_idle(self.setting):
+                loop = asyncio.get_running_loop()
+                self._idle_timer = loop.call_later(POOL_IDLE_SECONDS, self._stop_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _stop_idle(self) -> None:
+        """Stop the workers after ``POOL_IDLE_SECONDS`` without a document (auto only)."""
+        self._idle_timer = None
+        if self._executor is None or self._in_pool:
+            return
+        executor, self._executor = self._executor, None
+        # Nothing is queued: shutting down only lets the processes exit.
+        executor.shutdown(wait=False, cancel_futures=True)
+        log.info("parse workers stopped after %.0f s without work", POOL_IDLE_SECONDS)
+
+    async def _in_worker(
+        self,
+        content: bytes,
+        headers: Mapping[str, str],
+        final_url: str,
+        feed_url: str,
+        now: datetime,
+    ) -> Parsed:
         loop = asyncio.get_running_loop()
         args = (content, dict(headers), final_url, feed_url, now, self.cpu_seconds)
         for attempt in (1, 2):

@@ -1,0 +1,78 @@
+"""How many processes the service runs: the rule behind ``settings.workers``, pure.
+
+Every extra Python process costs its own copy of the libraries (about 60-70 MB here), so a
+home server polling a few dozen feeds should run one process, and a first poll of thousands
+of feeds should use every core. The rule:
+
+- **Parsing.** ``workers: auto`` (the default) parses a document in the service process, in a
+  thread, when it is small (``INLINE_MAX_BYTES``) and no other document is being parsed there
+  (``INLINE_AT_ONCE``); a second document arriving meanwhile is a backlog, and it goes to the
+  parse worker pool, which starts then (one worker per core) and stops after
+  ``POOL_IDLE_SECONDS`` without work. ``workers: 0`` parses every document in the service
+  process; ``workers: N`` keeps N parse workers from the first document on.
+- **Matching.** The match index runs in a process of its own (a second core for the matcher,
+  which is most of a first poll's CPU) when ``workers`` is N, or when it is ``auto`` and the
+  configuration lists at least ``INDEX_PROCESS_MIN_FEEDS`` feeds; otherwise in the service
+  process. An in-memory database always keeps it in the service process (no other process
+  can open it). The choice is made at start: restart after growing the feed list past it.
+
+A document parsed in the service process is not under the per-document CPU bound (that needs
+a process of its own, ``parse.budget``); the size limit keeps its cost to a fraction of a
+second, and larger documents always go to a worker under the bound (with ``auto``).
+"""
+
+from __future__ import annotations
+
+# A news feed of 50 entries with summaries is 30-150 KB; 256 KiB parses in about 0.1 s, which
+# a thread of the service process absorbs without the web pages or the poller noticing.
+# Larger documents (and anything hostile that is large) go to a worker under the CPU bound.
+INLINE_MAX_BYTES = 256 * 1024
+# Documents parsed in the service process at once: one. Parsing holds the GIL, so a second
+# in-process parse would only wait; a second document is a backlog for the workers.
+INLINE_AT_ONCE = 1
+# Seconds without a document before the parse workers stop. Feeds are polled every few
+# minutes at most, so idle workers would sit for minutes holding ~70 MB each; a minute covers
+# the stragglers of one poll cycle, and restarting costs about a second per worker.
+POOL_IDLE_SECONDS = 60.0
+# Feeds from which ``auto`` runs the match index in its own process. A first poll of 200
+# feeds of 50 entries is 10,000 entries, about 5 s of matching on the service's core; from
+# about 500 feeds the second core shortens the first poll by more than the second process's
+# start-up, and its ~100 MB are then a small share of the index.
+INDEX_PROCESS_MIN_FEEDS = 500
+
+
+def parse_inline(workers: int | None, size: int, parsing_inline: int) -> bool:
+    """Whether a document of ``size`` bytes is parsed in the service process, with
+    ``parsing_inline`` documents already being parsed there (``workers`` None is auto)."""
+    if workers == 0:
+        return True
+    if workers is not None:
+        return False
+    return size <= INLINE_MAX_BYTES and parsing_inline < INLINE_AT_ONCE
+
+
+def stop_pool_when_idle(workers: int | None) -> bool:
+    """Whether the parse workers stop after ``POOL_IDLE_SECONDS`` without a document."""
+    return workers is None
+
+
+def index_in_own_process(workers: int | None, feeds: int, *, shareable: bool) -> bool:
+    """Whether the match index runs in a process of its own (see the module docstring);
+    ``shareable``: another process can open the database."""
+    if not shareable or workers == 0:
+        return False
+    if workers is not None:
+        return True
+    return feeds >= INDEX_PROCESS_MIN_FEEDS
+
+
+def describe(workers: int | None, *, index_own_process: bool) -> str:
+    """The process model in words, for the service's start line."""
+    where = "its own process" if index_own_process else "the service process"
+    if workers is None:
+        parsing = "small documents parsed in the service process, workers for a backlog"
+    elif workers == 0:
+        parsing = "every document parsed in the service process"
+    else:
+        parsing = f"{workers} parse worker{'s' if workers != 1 else ''}"
+    return f"workers {'auto' if workers is None else workers}: match index in {where}, {parsing}"
