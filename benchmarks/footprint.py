@@ -1,6 +1,6 @@
 """The service's memory, as an operator sees it: the RSS of its whole process tree.
 
-    python -m benchmarks.footprint [--feeds A,B] [--settle S] [--smoke]
+    python -m benchmarks.footprint [--feeds A,B] [--settle S] [--workers W] [--smoke]
 
 Runs the real service (``python -m aggregator run``) three times, each on a fresh temporary
 SQLite storage: with ``feeds: []``, then with the first A (200) and the first B (1,000)
@@ -8,8 +8,10 @@ synthetic feeds of ``aggregator.testing.feedgen`` (50 entries each), served by
 ``benchmarks.feedserver`` on 127.0.0.1. A run with feeds waits until the service has polled
 every feed once (its ``/metrics`` counter of refreshes), then S seconds for the pools to settle,
 and reads the resident set size of the service and of every process under it (match index,
-parse workers, the multiprocessing resource tracker) from /proc. ``peak`` is the highest such
-sum sampled while it polled. Linux only (/proc).
+parse workers, the multiprocessing resource tracker) from /proc (``rss_mb``); again once idle
+parse workers have stopped, ``POOL_IDLE_SECONDS`` later (``steady``, with its process count),
+which is the figure of the last line. ``peak`` is the highest sum sampled meanwhile.
+``--workers`` sets ``settings.workers`` (default auto). Linux only (/proc).
 
 The last line is::
 
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from aggregator.refresh.workers import POOL_IDLE_SECONDS
 from benchmarks.feedserver import FeedServer
 
 # The feed counts of the issue's targets (#16): after 200 feeds and after 1,000 feeds.
@@ -100,8 +103,9 @@ def _free_port() -> int:
         return port
 
 
-def _config(urls: Sequence[str], folder: Path) -> Path:
+def _config(urls: Sequence[str], folder: Path, workers: str) -> Path:
     lines = ["settings:", "  allow_networks: ['127.0.0.0/8']", "  interval: 1h"]
+    lines.append(f"  workers: {workers}")
     lines.append("feeds:" + ("" if urls else " []"))
     lines.extend(f"  - url: {url}" for url in urls)
     path = folder / "feeds.yml"
@@ -148,10 +152,13 @@ def _polls(base: str) -> float:
     return sum(float(value) for value in _POLLS.findall(text))
 
 
-def measure(urls: Sequence[str], settle: float) -> tuple[Sample, float, float]:
-    """Run the service on ``urls``: (the settled sample, the peak MB, seconds to poll all)."""
+def measure(
+    urls: Sequence[str], settle: float, workers: str, steady: float
+) -> tuple[Sample, Sample, float, float]:
+    """Run the service on ``urls``: (the sample ``settle`` s after the poll, the sample
+    ``steady`` s after it, the peak MB, seconds to poll all)."""
     with tempfile.TemporaryDirectory(prefix="footprint-") as folder:
-        config = _config(urls, Path(folder))
+        config = _config(urls, Path(folder), workers)
         with _service(config) as (proc, base):
             started = time.monotonic()
             peak = tree_rss(proc.pid).rss_mb
@@ -167,23 +174,32 @@ def measure(urls: Sequence[str], settle: float) -> tuple[Sample, float, float]:
                 peak = max(peak, tree_rss(proc.pid).rss_mb)
                 time.sleep(SAMPLE_SECONDS)
             sample = tree_rss(proc.pid)
-            return sample, max(peak, sample.rss_mb), polled
+            later = time.monotonic() + max(0.0, steady - settle)
+            while urls and time.monotonic() < later:
+                peak = max(peak, tree_rss(proc.pid).rss_mb)
+                time.sleep(SAMPLE_SECONDS)
+            steady_sample = tree_rss(proc.pid) if urls else sample
+            return sample, steady_sample, max(peak, sample.rss_mb), polled
 
 
-def run(feeds: Sequence[int], settle: float) -> dict[str, float]:
-    print(f"{'state':<16}{'processes':>10}{'rss_mb':>10}{'peak_mb':>10}{'poll_s':>9}", flush=True)
+def run(feeds: Sequence[int], settle: float, workers: str, steady: float) -> dict[str, float]:
+    print(
+        f"{'state':<16}{'processes':>10}{'rss_mb':>10}{'steady':>8}{'procs':>6}"
+        f"{'peak_mb':>10}{'poll_s':>9}",
+        flush=True,
+    )
     figures: dict[str, float] = {}
     with FeedServer(feeds=max(feeds)) as server:
         server.prepare(0)
         urls = server.urls()
         for count in (0, *feeds):
-            sample, peak, seconds = measure(urls[:count], settle)
+            sample, later, peak, seconds = measure(urls[:count], settle, workers, steady)
             name = "idle" if count == 0 else f"feeds{count}"
-            figures[name] = sample.rss_mb
+            figures[name] = later.rss_mb
             label = "idle, feeds: []" if count == 0 else f"after {count} feeds"
             print(
-                f"{label:<16}{sample.processes:>10}{sample.rss_mb:>10.0f}{peak:>10.0f}"
-                f"{seconds:>9.1f}",
+                f"{label:<16}{sample.processes:>10}{sample.rss_mb:>10.0f}{later.rss_mb:>8.0f}"
+                f"{later.processes:>6}{peak:>10.0f}{seconds:>9.1f}",
                 flush=True,
             )
     return figures
@@ -198,10 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--settle", type=float, default=SETTLE_SECONDS)
     parser.add_argument("--smoke", action="store_true", help="a tiny run: 2 and 5 feeds")
+    parser.add_argument(
+        "--workers", default="auto", help="settings.workers of the service (auto, 0 or N)"
+    )
     args = parser.parse_args(argv)
     feeds = (2, 5) if args.smoke else tuple(int(n) for n in args.feeds.split(","))
     settle = 0.5 if args.smoke else args.settle
-    figures = run(feeds, settle)
+    # "steady": once idle parse workers have stopped (refresh/workers.py).
+    steady = settle if args.smoke else POOL_IDLE_SECONDS + args.settle
+    figures = run(feeds, settle, args.workers, steady)
     rest = " ".join(f"feeds{n}_mb={figures[f'feeds{n}']:.0f}" for n in feeds)
     print(f"footprint idle_mb={figures['idle']:.0f} {rest}", flush=True)
     return 0

@@ -322,7 +322,7 @@ ERROR_CASES = {
         "feeds.yml:2: settings.colour: unknown key 'colour' (known keys: storage, output, "
         "interval, min_interval, max_interval, match_window, match_max_entries, semantic, "
         "listen, public_url, user_agent, max_stories, concurrency, per_host, timeout, deadline, "
-        "max_bytes, allow_networks)",
+        "max_bytes, allow_networks, workers)",
     ),
     "wrong type: text for int": (
         "feeds:\n  - url: https://a.example/\n    priority: high\n",
