@@ -22,7 +22,6 @@ from aggregator.publish.links import safe_url
 from aggregator.stories import (
     distinct_sources,
     outlet_names,
-    reported,
     source_lead,
     story_lead,
 )
@@ -74,7 +73,6 @@ class StoryCard:
     outlets: list[str]
     more_outlets: int
     outlet_count: int
-    link: str | None
 
 
 def outlet_summary(sources: Sequence[StorySource]) -> tuple[list[str], int]:
@@ -87,7 +85,6 @@ def story_card(story: Story, now: datetime) -> StoryCard:
     sources = distinct_sources(story.sources)
     shown, more = outlet_summary(sources)
     names = outlet_names(sources)
-    link = next((safe_url(s.url) for s in sources if safe_url(s.url)), None)
     return StoryCard(
         story=story,
         mark=freshness(story, now),
@@ -95,7 +92,6 @@ def story_card(story: Story, now: datetime) -> StoryCard:
         outlets=shown,
         more_outlets=more,
         outlet_count=len(names),
-        link=link,
     )
 
 
@@ -170,8 +166,3 @@ def source_views(story: Story) -> list[SourceView]:
             )
         )
     return views
-
-
-def first_reported(story: Story) -> datetime:
-    """When the story was first reported, by the headline rule's clock (``reported``)."""
-    return min(reported(source) for source in story.sources)
