@@ -7,7 +7,9 @@ stay apart.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +243,21 @@ def test_minilm_without_its_extra_is_a_clear_error() -> None:
         check_available("minilm")
     check_available("static")
     check_available("off")
+
+
+def test_the_static_model_is_read_at_first_use_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    from aggregator.match.embedding import MODEL_FILES, STATIC_MODEL, ModelUnavailable
+
+    with pytest.raises(ModelUnavailable, match=re.escape("model.safetensors missing")):
+        StaticEmbedder(tmp_path)
+    for name in MODEL_FILES:
+        (tmp_path / name).write_bytes((STATIC_MODEL / name).read_bytes()[:100])
+    damaged = StaticEmbedder(tmp_path)  # files present: checked, not read yet
+    with pytest.raises(
+        ModelUnavailable, match=re.escape(f"cannot read the static meaning model in {tmp_path}")
+    ):
+        damaged(["Putin meets Erdogan"])
+    lazy = StaticEmbedder()
+    assert lazy._loaded is None
+    assert lazy(["Putin meets Erdogan"]).shape == (1, lazy.dimensions)
+    assert lazy._loaded is not None

@@ -15,10 +15,11 @@ Nothing here downloads anything.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,9 +28,13 @@ from aggregator.exceptions import AggregatorError
 from aggregator.match.semantic import Embedder, SemanticUnavailable, load_minilm
 from aggregator.types import SemanticSignal
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 SEMANTIC_SIGNALS: tuple[SemanticSignal, ...] = get_args(SemanticSignal)
 
 STATIC_MODEL = Path(__file__).resolve().parent / "static_model"
+MODEL_FILES = ("tokenizer.json", "model.safetensors")
 # Tokens of one text that count: the lead of a summary is a few hundred characters, and the
 # model was distilled from a transformer that reads at most 512 tokens.
 MAX_TOKENS = 512
@@ -40,44 +45,63 @@ class ModelUnavailable(AggregatorError):
 
 
 class StaticEmbedder:
-    """Unit vectors of texts from the static model: the mean of their tokens' rows."""
+    """Unit vectors of texts from the static model: the mean of their tokens' rows.
+
+    The files are checked when it is made and read at the first call: a service with nothing
+    to match yet (an empty feed list, a quiet start) does not hold the model's ~30 MB.
+    """
 
     def __init__(self, folder: Path = STATIC_MODEL) -> None:
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
-
-        try:
-            self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            weights = load_file(str(folder / "model.safetensors"))["embeddings"]
-        # tokenizers reports a damaged file as a bare Exception: every failure here is the
-        # install's, named with the folder.
-        except Exception as exc:
+        self._folder = folder
+        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+        if missing:
             raise ModelUnavailable(
-                f"cannot read the static meaning model in {folder}: {exc}"
-            ) from exc
-        self._weights: NDArray[np.float16] = weights
-        unknown = getattr(self._tokenizer.model, "unk_token", None)
-        # The unknown token says nothing about a text's meaning (model2vec drops it too).
-        self._unknown = self._tokenizer.token_to_id(unknown) if unknown else None
+                f"cannot read the static meaning model in {folder}: {', '.join(missing)} missing"
+            )
+        self._lock = threading.Lock()
+        self._loaded: tuple[Tokenizer, NDArray[np.float16], int | None] | None = None
+
+    def _model(self) -> tuple[Tokenizer, NDArray[np.float16], int | None]:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = _read_model(self._folder)
+            return self._loaded
 
     @property
     def dimensions(self) -> int:
         """Length of every vector."""
-        return int(self._weights.shape[1])
+        return int(self._model()[1].shape[1])
 
     def __call__(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector (a row) per text; a text without known tokens gets zeros."""
-        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        out = np.zeros((len(encodings), self.dimensions), dtype=np.float32)
-        unknown = self._unknown
+        tokenizer, weights, unknown = self._model()
+        encodings = tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        out = np.zeros((len(encodings), int(weights.shape[1])), dtype=np.float32)
         for row, encoding in enumerate(encodings):
             ids = [i for i in encoding.ids if i != unknown][:MAX_TOKENS]
             if ids:
-                out[row] = self._weights[ids].mean(axis=0, dtype=np.float32)
+                out[row] = weights[ids].mean(axis=0, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0.0] = 1.0
         unit: NDArray[np.float32] = out / norms
         return unit
+
+
+def _read_model(folder: Path) -> tuple[Tokenizer, NDArray[np.float16], int | None]:
+    """The tokenizer, the embedding rows and the unknown token's id (None without one)."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        weights: NDArray[np.float16] = load_file(str(folder / "model.safetensors"))["embeddings"]
+    # tokenizers reports a damaged file as a bare Exception: every failure here is the
+    # install's, named with the folder.
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot read the static meaning model in {folder}: {exc}") from exc
+    name = getattr(tokenizer.model, "unk_token", None)
+    # The unknown token says nothing about a text's meaning (model2vec drops it too).
+    return tokenizer, weights, tokenizer.token_to_id(name) if name else None
 
 
 def check_available(kind: SemanticSignal) -> None:
