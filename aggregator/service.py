@@ -62,7 +62,8 @@ PUBLISH_RETRY_MAX = timedelta(minutes=10)
 
 # How often storage is pruned. The bounds are days and thousands of entries, so an hour's
 # overshoot is small (at most twelve polls of one feed at the 5-minute floor), and one hour's
-# growth is removed in a few seconds of short batches; a failed prune waits this long too.
+# growth is removed in seconds of short batches (45,000 entries in 2 s measured on SQLite,
+# ``storage/prune.py``); a failed prune waits this long too.
 PRUNE_INTERVAL = timedelta(hours=1)
 
 
