@@ -182,7 +182,9 @@ class FeedState:
     """A feed as stored: its configuration and its polling state.
 
     ``interval`` is the configured one; ``poll_interval`` the one adapted to how often the feed
-    posts (None until observed); ``moved_to`` the URL of a permanent redirect, polled instead.
+    posts (None until observed); ``moved_to`` the URL of a permanent redirect, polled instead;
+    ``retained_since`` the newest publication time among the feed's pruned entries (None: none
+    pruned): a new entry published at or before it is not stored (``refresh.decide``).
     """
 
     url: str
@@ -203,6 +205,7 @@ class FeedState:
     moved_to: str | None = None
     gone: bool = False
     poll_interval: timedelta | None = None
+    retained_since: datetime | None = None
 
     @property
     def display_name(self) -> str:

@@ -98,6 +98,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.min_interval == timedelta(minutes=5)
     assert s.max_interval == timedelta(hours=24)
     assert s.match_window == timedelta(hours=48)
+    assert (s.retention, s.max_entries_per_feed) == (timedelta(days=90), 5000)
     assert (s.listen_host, s.listen_port, s.listen) == ("127.0.0.1", 8080, "127.0.0.1:8080")
     assert s.user_agent == USER_AGENT
     assert (s.max_stories, s.concurrency, s.per_host) == (100, 16, 2)
@@ -152,6 +153,8 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
               max_interval: 2d
               match_window: 1d12h
               match_max_entries: 50000
+              retention: 30d
+              max_entries_per_feed: 800
               listen: "[::1]:9000"
               public_url: https://news.example/agg
               user_agent: "news-bot/2 (+https://example.org)"
@@ -182,6 +185,8 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
         max_interval=timedelta(days=2),
         match_window=timedelta(hours=36),
         match_max_entries=50_000,
+        retention=timedelta(days=30),
+        max_entries_per_feed=800,
         listen_host="::1",
         listen_port=9000,
         public_url="https://news.example/agg/",
@@ -320,9 +325,9 @@ ERROR_CASES = {
     "unknown key without a close match": (
         "settings:\n  colour: blue\nfeeds: []\n",
         "feeds.yml:2: settings.colour: unknown key 'colour' (known keys: storage, output, "
-        "interval, min_interval, max_interval, match_window, match_max_entries, semantic, "
-        "listen, public_url, user_agent, max_stories, concurrency, per_host, timeout, deadline, "
-        "max_bytes, allow_networks, workers)",
+        "interval, min_interval, max_interval, match_window, match_max_entries, retention, "
+        "max_entries_per_feed, semantic, listen, public_url, user_agent, max_stories, "
+        "concurrency, per_host, timeout, deadline, max_bytes, allow_networks, workers)",
     ),
     "wrong type: text for int": (
         "feeds:\n  - url: https://a.example/\n    priority: high\n",
@@ -414,6 +419,19 @@ ERROR_CASES = {
     "bounds crossed": (
         "settings:\n  min_interval: 2h\n  max_interval: 1h\nfeeds: []\n",
         "feeds.yml:3: settings.max_interval: min_interval 2h exceeds max_interval 1h",
+    ),
+    "no entries kept per feed": (
+        "settings:\n  max_entries_per_feed: 0\nfeeds: []\n",
+        "feeds.yml:2: settings.max_entries_per_feed: 0 is too small; it must be at least 1",
+    ),
+    "zero retention": (
+        "settings:\n  retention: 0\nfeeds: []\n",
+        "feeds.yml:2: settings.retention: 0 must be longer than 0s",
+    ),
+    "retention shorter than the match window": (
+        "settings:\n  retention: 1d\nfeeds: []\n",
+        "feeds.yml:2: settings.retention: retention 1d is shorter than match_window 2d: "
+        "stories would lose reports still being matched",
     ),
     "deadline shorter than timeout": (
         "settings:\n  deadline: 10s\nfeeds: []\n",

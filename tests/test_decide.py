@@ -53,6 +53,79 @@ CASES = {
 }
 
 
+# The retention horizon (``FeedState.retained_since``): entries not stored and published at or
+# before it were pruned, or are as old as what was, and are not stored again.
+HORIZON = T0 + timedelta(minutes=10)
+
+HORIZON_CASES = {
+    "no horizon: nothing is skipped": (
+        [entry("old", minutes=-60), entry("new", minutes=20)],
+        {},
+        None,
+        ["old", "new"],
+        [],
+        0,
+    ),
+    "a new entry published before the horizon is skipped": (
+        [entry("old", minutes=5), entry("new", minutes=20)],
+        {},
+        HORIZON,
+        ["new"],
+        [],
+        1,
+    ),
+    "a new entry published at the horizon is skipped": (
+        [entry("edge", minutes=10)],
+        {},
+        HORIZON,
+        [],
+        [],
+        1,
+    ),
+    "a new entry published just after the horizon is stored": (
+        [entry("after", minutes=11)],
+        {},
+        HORIZON,
+        ["after"],
+        [],
+        0,
+    ),
+    "a stored entry before the horizon is still updated when edited": (
+        [entry("kept", "h2", minutes=5)],
+        {"kept": "h1"},
+        HORIZON,
+        [],
+        ["kept"],
+        0,
+    ),
+    "a stored entry before the horizon counts as unchanged, not pruned": (
+        [entry("kept", "h1", minutes=5)],
+        {"kept": "h1"},
+        HORIZON,
+        [],
+        [],
+        0,
+    ),
+    "a duplicate of a pruned entry counts once as pruned": (
+        [entry("old", minutes=5), entry("old", minutes=5)],
+        {},
+        HORIZON,
+        [],
+        [],
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HORIZON_CASES))
+def test_decide_changes_with_a_retention_horizon(name: str) -> None:
+    entries, known, horizon, new, changed, pruned = HORIZON_CASES[name]
+    result = decide_changes(entries, known, horizon)
+    assert [e.entry_id for e in result.new] == new
+    assert [e.entry_id for e in result.changed] == changed
+    assert result.pruned == pruned
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_decide_changes(name: str) -> None:
     entries, known, new, changed, unchanged, duplicates = CASES[name]

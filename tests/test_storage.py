@@ -260,11 +260,11 @@ def test_store_refresh_writes_state_entries_and_stories(store: SqlStorage) -> No
 def test_failed_refresh_leaves_nothing_behind(store: SqlStorage) -> None:
     setup_feeds(store)
     good = new(entry(FEED_A, "a1"), "s1")
-    # Names a story that does not exist: the link violates a foreign key after the state, the
-    # story and the entries were already written in the same transaction.
-    orphan = new(entry(FEED_A, "a2"), "missing", fresh=False)
+    # A title the schema refuses: the entries' insert fails after the state and the stories
+    # were already written in the same transaction.
+    untitled = new(replace(entry(FEED_A, "a2"), title=None), "s2")  # type: ignore[arg-type]
     with pytest.raises(StorageError) as info:
-        store.store_refresh(FeedRefresh(FEED_A, ok_state(), (good, orphan)))
+        store.store_refresh(FeedRefresh(FEED_A, ok_state(), (good, untitled)))
     assert info.value.__cause__ is not None
     state = store.get_feed(FEED_A)
     assert state is not None
@@ -586,7 +586,7 @@ def test_upgrade_from_version_1_keeps_data(db_url: str, monkeypatch: Any) -> Non
 
     upgraded = open_storage(db_url)
     try:
-        assert upgraded.schema_version() == migrations.latest_version() == 5
+        assert upgraded.schema_version() == migrations.latest_version() == 6
         (feed,) = upgraded.claim_due_feeds("w1", T0, timedelta(minutes=5), 10)
         assert (feed.url, feed.name, feed.interval) == (FEED_A, "A", timedelta(seconds=60))
     finally:
@@ -689,10 +689,9 @@ def test_failed_store_inside_matching_lock_undoes_only_itself(store: SqlStorage)
     setup_feeds(store)
     with store.matching_lock():
         store.store_refresh(FeedRefresh(FEED_A, ok_state(), (new(entry(FEED_A, "a1"), "s1"),)))
+        untitled = replace(entry(FEED_B, "b1"), title=None)  # type: ignore[arg-type]
         with pytest.raises(StorageError):
-            store.store_refresh(
-                FeedRefresh(FEED_B, ok_state(), (new(entry(FEED_B, "b1"), "nope", fresh=False),))
-            )
+            store.store_refresh(FeedRefresh(FEED_B, ok_state(), (new(untitled, "s2"),)))
         store.store_refresh(FeedRefresh(FEED_C, ok_state(), (new(entry(FEED_C, "c1"), "s3"),)))
     assert sorted(s.id for s in store.recent_stories(10)) == ["s1", "s3"]
     feed_b = store.get_feed(FEED_B)

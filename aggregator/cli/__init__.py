@@ -7,10 +7,10 @@ feeds.yml, a bad argument).
 from __future__ import annotations
 
 # Importing the command modules registers their commands on the apps.
-from aggregator.cli import feeds, run, stories
+from aggregator.cli import feeds, prune, run, stories
 from aggregator.cli._common import app
 
-__all__ = ["app", "feeds", "main", "run", "stories"]
+__all__ = ["app", "feeds", "main", "prune", "run", "stories"]
 
 
 def main() -> None:

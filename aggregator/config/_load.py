@@ -143,6 +143,8 @@ def _settings(raw: SettingsModel, base: Path) -> Settings:
         max_interval=raw.max_interval,
         match_window=raw.match_window,
         match_max_entries=raw.match_max_entries,
+        retention=raw.retention,
+        max_entries_per_feed=raw.max_entries_per_feed,
         semantic=raw.semantic,
         listen_host=host,
         listen_port=port,
@@ -217,7 +219,8 @@ def _describe(value: object) -> str:
 def _bounds_issues(
     settings: Settings, feeds: tuple[FeedSpec, ...], raws: list[FeedModel], root: Any
 ) -> Iterator[Issue]:
-    """Relations between values: interval bounds, deadline vs timeout."""
+    """Relations between values: interval bounds, retention vs match window, deadline vs
+    timeout."""
 
     def at(*loc: str | int) -> Issue:
         return Issue(line_of(root, loc), key_path(loc), "")
@@ -244,6 +247,13 @@ def _bounds_issues(
                     f"{_d(feed.interval)} is outside min_interval {_d(low)} .. "
                     f"max_interval {_d(high)}",
                 )
+    if settings.retention < settings.match_window:
+        key = written("retention", "match_window")
+        yield _with(
+            at("settings", key),
+            f"retention {_d(settings.retention)} is shorter than match_window "
+            f"{_d(settings.match_window)}: stories would lose reports still being matched",
+        )
     if settings.deadline < settings.timeout:
         key = written("deadline", "timeout")
         yield _with(

@@ -115,6 +115,8 @@ class SettingsModel(BaseModel):
     max_interval: Duration = defaults.DEFAULT_MAX_INTERVAL
     match_window: Duration = d.DEFAULT_MATCH_WINDOW
     match_max_entries: AtLeastOne = d.DEFAULT_MATCH_MAX_ENTRIES
+    retention: Duration = d.DEFAULT_RETENTION
+    max_entries_per_feed: AtLeastOne = d.DEFAULT_MAX_ENTRIES_PER_FEED
     semantic: SemanticSignal = DEFAULT_SEMANTIC
     listen: Listen = (d.DEFAULT_LISTEN_HOST, d.DEFAULT_LISTEN_PORT)
     public_url: Annotated[str, AfterValidator(check_public_url)] | None = None

@@ -43,6 +43,13 @@ DEFAULT_MATCH_WINDOW = timedelta(hours=48)
 # feeds never reach it in 48 hours; at 10,000 busy feeds the stories updated longest ago leave
 # the index early, and memory stays bounded instead of growing with the number of feeds.
 DEFAULT_MATCH_MAX_ENTRIES = 200_000
+# Entries first seen longer ago than this are pruned: a quarter of history stays for search
+# and story pages, while the database stops growing with time.
+DEFAULT_RETENTION = timedelta(days=90)
+# The most entries one feed keeps (its newest): weeks of the busiest real news feeds (a wire
+# service's all-news feed posts a few hundred a day), while a feed flooding thousands of
+# entries per poll stays at this size instead of gigabytes a day.
+DEFAULT_MAX_ENTRIES_PER_FEED = 5000
 # Loopback only: serving beyond this machine is a deliberate choice made in feeds.yml.
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
@@ -68,6 +75,8 @@ class Settings:
     max_interval: timedelta = DEFAULT_MAX_INTERVAL
     match_window: timedelta = DEFAULT_MATCH_WINDOW
     match_max_entries: int = DEFAULT_MATCH_MAX_ENTRIES
+    retention: timedelta = DEFAULT_RETENTION
+    max_entries_per_feed: int = DEFAULT_MAX_ENTRIES_PER_FEED
     semantic: SemanticSignal = DEFAULT_SEMANTIC
     listen_host: str = DEFAULT_LISTEN_HOST
     listen_port: int = DEFAULT_LISTEN_PORT

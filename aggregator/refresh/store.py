@@ -98,9 +98,17 @@ class MatchAndStore(ABC):
     ) -> tuple[EntryChanges, list[Features], list[Features]]:
         """Which entries are new or changed, and the features of each (from the parse worker)."""
         known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
-        changes = decide_changes(parsed.entries, known)
+        changes = decide_changes(parsed.entries, known, self._horizon(feed))
         feats = {f.key: f for f in parsed.features}
         return changes, [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
+
+    def _horizon(self, feed: FeedState) -> datetime | None:
+        """The feed's retention horizon, read after the stored hashes: the one claimed with
+        the feed may predate a prune that removed some of them since, which would come back
+        as new. Pruning moves the horizon in the transaction that removes the entries, so
+        entries missing from the hashes are always at or before the horizon read after."""
+        current = self.storage.get_feed(feed.url)
+        return current.retained_since if current is not None else feed.retained_since
 
     def _match(self, feed: FeedState, parsed: Parsed, state: FeedStateUpdate) -> _Prepared:
         """Decide which entries are new or changed and match them (in a worker thread)."""

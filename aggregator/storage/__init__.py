@@ -19,12 +19,13 @@ from sqlalchemy.pool import StaticPool
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import Storage
 from aggregator.storage.engine import configure_sqlite, translate_errors
-from aggregator.storage.records import Correction, CorrectionKind
+from aggregator.storage.records import Correction, CorrectionKind, PruneResult
 from aggregator.storage.sql import SqlStorage
 
 __all__ = [
     "Correction",
     "CorrectionKind",
+    "PruneResult",
     "SqlStorage",
     "Storage",
     "database_url",

@@ -9,7 +9,8 @@ Contract, for every method:
   moment leaves either the old state with the old entries or the new state with the new entries;
 - entries are unique per (feed URL, entry id); a changed entry is updated in place and keeps its
   story;
-- a feed removed from feeds.yml becomes inactive; its entries and stories stay.
+- a feed removed from feeds.yml becomes inactive; its entries and stories stay (until
+  ``prune`` removes them like any other feed's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from aggregator.storage.records import Correction
+from aggregator.storage.records import Correction, PruneResult
 from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 
@@ -75,7 +76,8 @@ class Storage(Protocol):
     def store_refresh(self, refresh: FeedRefresh) -> None:
         """Write one feed refresh (state, new entries with their stories, edited entries)
         in a single transaction. ``failures`` becomes 0 when ``state.error`` is None and is
-        incremented otherwise. Stories named by new-story assignments are created; the
+        incremented otherwise. Stories named by new-story assignments are created, and so is
+        a story an assignment joins that ``prune`` removed meanwhile; the
         ``updated`` time of every story touched becomes ``state.last_polled`` and its rank (see
         ``front_page``) is recomputed.
         """
@@ -155,6 +157,29 @@ class Storage(Protocol):
 
     def find_entries(self, ident: str) -> list[tuple[str, str]]:
         """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(
+        self, now: datetime, *, retention: timedelta, max_entries_per_feed: int
+    ) -> PruneResult:
+        """Remove every entry first seen before ``now - retention``, and every entry of a feed
+        beyond its newest ``max_entries_per_feed`` (newest by published, then first seen, then
+        entry id), of active and inactive feeds alike; return how many entries and stories
+        went. ``ValueError`` unless both bounds are positive.
+
+        With an entry go its story link and its full-text index row (``front_page`` no longer
+        finds it). Every story that lost entries has its rank recomputed from those left; a
+        story left with no entry is deleted, unless a correction names it (so ``get_story`` of
+        a merged-away id and the matcher's corrections keep resolving). Each feed's
+        ``retained_since`` moves forward (never back) to the newest ``published`` among its
+        removed entries: the horizon before which the refresh stores no new entry of the feed.
+
+        Never one long transaction: feed by feed, a bounded batch of entries per transaction,
+        so refreshes interleave (a crash loses no more than the batch under way, which the next
+        call removes). Idempotent: calling it again, from this worker or another sharing the
+        database, removes only what became due since.
+        """
 
     # -- several workers ---------------------------------------------------------------------
 

@@ -228,6 +228,15 @@ def _v5_full_text_search(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _v6_retention_horizon(conn: Connection) -> None:
+    """Version 6: each feed's retention horizon, the newest publication time among its
+    entries pruned so far (``prune.py``), NULL until something of the feed is pruned; and an
+    index of the stories corrections lead to, which pruning looks up to keep them."""
+    add_column(conn, "feeds", Column("retained_since", UTCDateTime))
+    targets = Table("corrections", MetaData(), Column("target_story_id", String))
+    Index("ix_corrections_target", targets.c.target_story_id).create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "feed claims", _v2_feed_claims),
@@ -236,6 +245,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "story rank", _v4_story_rank),
     Migration(5, "full-text search", _v5_full_text_search),
+    Migration(6, "retention horizon", _v6_retention_horizon),
 )
 
 

@@ -55,6 +55,7 @@ def feed_state(row: RowMapping) -> FeedState:
             if row["poll_interval_seconds"] is not None
             else None
         ),
+        retained_since=row["retained_since"],
     )
 
 
@@ -164,6 +165,14 @@ def window_start(conn: Connection, since: datetime, max_entries: int) -> datetim
     return since if start is None else start
 
 
+def row_value(columns: Sequence[Any], values: Sequence[Any]) -> Any:
+    """``values`` as an SQL row value, each bound with its column's type, to compare a key
+    of ``columns`` (``tuple_(*columns) > row_value(columns, values)``) on both backends."""
+    return tuple_(
+        *(literal(value, column.type) for value, column in zip(values, columns, strict=True))
+    )
+
+
 def window_page(
     conn: Connection, since: datetime, after: tuple[datetime, str, str] | None, limit: int
 ) -> list[tuple[Entry, str]]:
@@ -172,9 +181,7 @@ def window_page(
     key = (entries.c.published, entries.c.feed_url, entries.c.entry_id)
     where = entries.c.published >= since
     if after is not None:
-        values = zip(after, key, strict=True)
-        bound = tuple_(*(literal(value, column.type) for value, column in values))
-        where = and_(where, tuple_(*key) > bound)
+        where = and_(where, tuple_(*key) > row_value(key, after))
     stmt = (
         select(entries, story_entries.c.story_id)
         .select_from(LINKED_ENTRIES)

@@ -26,3 +26,14 @@ class Correction:
     created: datetime
     feed_url: str | None = None
     entry_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one ``Storage.prune`` removed: entries past a bound, and stories left empty."""
+
+    entries: int = 0
+    stories: int = 0
+
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(self.entries + other.entries, self.stories + other.stories)

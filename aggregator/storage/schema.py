@@ -99,6 +99,9 @@ feeds = Table(
     # Migration 2: which worker holds the feed and until when (several pollers, one database).
     Column("claimed_by", String),
     Column("claim_expires", UTCDateTime),
+    # Migration 6: the newest publication time among the feed's pruned entries (``prune.py``);
+    # entries first seen later but published at or before it are not stored again.
+    Column("retained_since", UTCDateTime),
 )
 Index("ix_feeds_due", feeds.c.active, feeds.c.next_due)
 
@@ -164,3 +167,5 @@ corrections = Table(
     CheckConstraint("kind IN ('split', 'merge')", name="ck_corrections_kind"),
 )
 Index("ix_corrections_story", corrections.c.story_id)
+# Migration 6: pruning keeps every story a correction names, on either side.
+Index("ix_corrections_target", corrections.c.target_story_id)

@@ -41,10 +41,10 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
-from aggregator.storage import listing, queries, story_writes, writes
+from aggregator.storage import listing, prune, queries, story_writes, writes
 from aggregator.storage.engine import IMMEDIATE, translate_errors
 from aggregator.storage.migrations import migrate
-from aggregator.storage.records import Correction
+from aggregator.storage.records import Correction, PruneResult
 from aggregator.storage.schema import schema_migrations
 from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
@@ -270,6 +270,37 @@ class SqlStorage:
         """Every manual correction, oldest first, for the matcher to respect."""
         with self._tx("corrections", write=False) as conn:
             return queries.list_corrections(conn)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(
+        self, now: datetime, *, retention: timedelta, max_entries_per_feed: int
+    ) -> PruneResult:
+        """Remove entries past either bound and the stories left empty (see ``Storage``).
+
+        One read finds the feeds over a bound; each feed is then pruned ``PRUNE_BATCH``
+        entries per write transaction (``storage.prune``), each under the matching lock, so
+        no refresh links a new entry to a story while it is being removed.
+        """
+        if max_entries_per_feed < 1 or retention <= timedelta(0):
+            raise ValueError(
+                f"prune needs a positive retention and max_entries_per_feed, got "
+                f"{retention} and {max_entries_per_feed}"
+            )
+        cutoff = now - retention
+        with self._tx("prune: find feeds", write=False) as conn:
+            doomed_feeds = prune.feeds_to_prune(conn, cutoff, max_entries_per_feed)
+        total = PruneResult()
+        for feed_url in doomed_feeds:
+            with self._tx(f"prune {feed_url}", write=False) as conn:
+                kept_from = prune.oldest_kept(conn, feed_url, max_entries_per_feed)
+            while True:
+                with self.matching_lock(), self._tx(f"prune {feed_url}", write=True) as conn:
+                    batch = prune.prune_batch(conn, feed_url, cutoff, kept_from, prune.PRUNE_BATCH)
+                total += batch
+                if batch.entries < prune.PRUNE_BATCH:
+                    break
+        return total
 
     # -- several workers --------------------------------------------------------------------
 

@@ -188,7 +188,8 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
     Rules: the feed state is written first (``failures`` reset or incremented). A new entry
     already stored (a replayed refresh) has its content updated, keeps ``first_seen`` and keeps
     its story: its assignment is ignored, so no empty story is created. Assignments naming a
-    story retired by a merge go to the surviving story. Changed entries are updated in place.
+    story retired by a merge go to the surviving story; one naming a story that pruning
+    removed meanwhile (``prune.py``) creates it again. Changed entries are updated in place.
     Every story touched gets ``updated = max(updated, state.last_polled)`` and its rank
     recomputed (``story_writes.update_ranks``).
     """
@@ -217,9 +218,12 @@ def store_refresh(conn: Connection, refresh: FeedRefresh) -> None:
     target = {e.entry_id: redirect.get(a.story_id, a.story_id) for e, a in to_link}
 
     fresh_stories = sorted({target[e.entry_id] for e, a in to_link if a.new_story})
-    if fresh_stories:
+    if to_link:
+        # New stories, and any joined story pruned meanwhile (the match index still held it):
+        # created if missing, left alone if present.
         stmt = upsert(conn, stories).on_conflict_do_nothing(index_elements=[stories.c.id])
-        conn.execute(stmt, [{"id": sid, "created": when, "updated": when} for sid in fresh_stories])
+        wanted = sorted(set(target.values()))
+        conn.execute(stmt, [{"id": sid, "created": when, "updated": when} for sid in wanted])
 
     if new:
         ins = upsert(conn, entries)
