@@ -34,10 +34,12 @@ INLINE_AT_ONCE = 1
 # minutes at most, so idle workers would sit for minutes holding ~70 MB each; a minute covers
 # the stragglers of one poll cycle, and restarting costs about a second per worker.
 POOL_IDLE_SECONDS = 60.0
-# Feeds from which ``auto`` runs the match index in its own process. A first poll of 200
-# feeds of 50 entries is 10,000 entries, about 5 s of matching on the service's core; from
-# about 500 feeds the second core shortens the first poll by more than the second process's
-# start-up, and its ~100 MB are then a small share of the index.
+# Feeds from which ``auto`` runs the match index in its own process. Measured with
+# ``python -m benchmarks.footprint`` (synthetic feeds of 50 entries, a 2-core machine that was
+# also running tests): at 1,000 feeds the first poll took 141 s with the index in the service
+# process and 113 s in its own (steady memory 556 against 644 MB); at 200 feeds, 18-26 s in
+# one process against 33 s before this rule (index process and resident parse workers from
+# the start). 500 lies between the two measured counts.
 INDEX_PROCESS_MIN_FEEDS = 500
 
 
