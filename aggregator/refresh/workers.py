@@ -34,12 +34,12 @@ INLINE_AT_ONCE = 1
 # minutes at most, so idle workers would sit for minutes holding ~70 MB each; a minute covers
 # the stragglers of one poll cycle, and restarting costs about a second per worker.
 POOL_IDLE_SECONDS = 60.0
-# Feeds from which ``auto`` runs the match index in its own process. Measured with
-# ``python -m benchmarks.footprint`` (synthetic feeds of 50 entries, a 2-core machine that was
-# also running tests): at 1,000 feeds the first poll took 141 s with the index in the service
-# process and 113 s in its own (steady memory 556 against 644 MB); at 200 feeds, 18-26 s in
-# one process against 33 s before this rule (index process and resident parse workers from
-# the start). 500 lies between the two measured counts.
+# Feeds from which ``auto`` runs the match index in its own process. Measured back to back
+# with ``python -m benchmarks.footprint --feeds 1000`` (synthetic feeds of 50 entries, 2 cores):
+# the first poll of 1,000 feeds took 99 s with the index in the service process and 72 s in
+# its own, for 544 against 643 MB once settled. 200 feeds took 18-26 s in one process, against
+# 33 s before this rule (index process and parse workers resident from the start). 500 lies
+# between the measured counts: below it the second process's ~100 MB buys a few seconds once.
 INDEX_PROCESS_MIN_FEEDS = 500
 
 
