@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,17 @@ async def test_auto_parses_small_documents_here_and_a_backlog_in_workers(
         got = await asyncio.gather(*(pool.parse(FEED, HEADERS, URL, URL, NOW) for _ in range(3)))
         assert all(g == got[0] for g in got)
         assert pool.pool_starts == 1 and pool.running
+        # While the workers run they take every document, small ones too.
+        sent: list[bytes] = []
+        in_worker = pool._in_worker
+
+        def counted(content: bytes, *rest: Any) -> Any:
+            sent.append(content)
+            return in_worker(content, *rest)
+
+        monkeypatch.setattr(pool, "_in_worker", counted)
+        await pool.parse(FEED, HEADERS, URL, URL, NOW)
+        assert sent == [FEED] and pool.pool_starts == 1
         # Idle past POOL_IDLE_SECONDS: the workers stop; the next backlog starts them again.
         await asyncio.sleep(1.0)
         assert not pool.running
@@ -128,6 +140,8 @@ def test_which_documents_are_parsed_here(
     workers: int | None, size: int, busy: int, inline: bool
 ) -> None:
     assert parse_inline(workers, size, busy) is inline
+    # Running workers take every document under auto.
+    assert parse_inline(workers, size, busy, pool_running=True) is (workers == 0)
 
 
 async def test_parse_outside_the_context_is_refused() -> None:

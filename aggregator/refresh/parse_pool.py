@@ -215,7 +215,7 @@ class ParsePool:
         """``parse_and_normalise`` here or in a worker process; raises ``ParseError`` like it."""
         if not self._entered:
             raise RuntimeError("ParsePool must be used as 'async with ParsePool() as pool'")
-        if parse_inline(self.setting, len(content), self._inline):
+        if parse_inline(self.setting, len(content), self._inline, pool_running=self.running):
             self._inline += 1
             try:
                 # In a thread: the CPU bound needs a process of its own (refresh/workers.py).

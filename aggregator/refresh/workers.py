@@ -5,10 +5,10 @@ home server polling a few dozen feeds should run one process, and a first poll o
 of feeds should use every core. The rule:
 
 - **Parsing.** ``workers: auto`` (the default) parses a document in the service process, in a
-  thread, when it is small (``INLINE_MAX_BYTES``) and no other document is being parsed there
-  (``INLINE_AT_ONCE``); a second document arriving meanwhile is a backlog, and it goes to the
-  parse worker pool, which starts then (one worker per core) and stops after
-  ``POOL_IDLE_SECONDS`` without work. ``workers: 0`` parses every document in the service
+  thread, when it is small (``INLINE_MAX_BYTES``), no other document is being parsed there
+  (``INLINE_AT_ONCE``) and the workers are not running; a second document arriving meanwhile
+  is a backlog, and it goes to the parse worker pool, which starts then (one worker per core),
+  takes every document while it runs, and stops after ``POOL_IDLE_SECONDS`` without work. ``workers: 0`` parses every document in the service
   process; ``workers: N`` keeps N parse workers from the first document on.
 - **Matching.** The match index runs in a process of its own (a second core for the matcher,
   which is most of a first poll's CPU) when ``workers`` is N, or when it is ``auto`` and the
@@ -43,12 +43,18 @@ POOL_IDLE_SECONDS = 60.0
 INDEX_PROCESS_MIN_FEEDS = 500
 
 
-def parse_inline(workers: int | None, size: int, parsing_inline: int) -> bool:
+def parse_inline(
+    workers: int | None, size: int, parsing_inline: int, *, pool_running: bool = False
+) -> bool:
     """Whether a document of ``size`` bytes is parsed in the service process, with
-    ``parsing_inline`` documents already being parsed there (``workers`` None is auto)."""
+    ``parsing_inline`` documents already being parsed there and the workers started or not
+    (``workers`` None is auto). Started workers take every document: a parse in the service
+    process holds the GIL that fetching and storing need (the steady update of
+    ``benchmarks.peer`` at 1,000 feeds took 3.05 s when half its documents were parsed here
+    while the workers idled, 2.27 s with every one in a worker)."""
     if workers == 0:
         return True
-    if workers is not None:
+    if workers is not None or pool_running:
         return False
     return size <= INLINE_MAX_BYTES and parsing_inline < INLINE_AT_ONCE
 
