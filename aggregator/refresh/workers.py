@@ -50,8 +50,8 @@ def parse_inline(
     ``parsing_inline`` documents already being parsed there and the workers started or not
     (``workers`` None is auto). Started workers take every document: a parse in the service
     process holds the GIL that fetching and storing need (the steady update of
-    ``benchmarks.peer`` at 1,000 feeds took 3.05 s when half its documents were parsed here
-    while the workers idled, 2.27 s with every one in a worker)."""
+    ``benchmarks.peer --feeds 1000`` took 3.05 s when half its documents were parsed here
+    while the workers idled, 2.02 s with every one in a worker)."""
     if workers == 0:
         return True
     if workers is not None or pool_running:
