@@ -8,8 +8,9 @@ of feeds should use every core. The rule:
   thread, when it is small (``INLINE_MAX_BYTES``), no other document is being parsed there
   (``INLINE_AT_ONCE``) and the workers are not running; a second document arriving meanwhile
   is a backlog, and it goes to the parse worker pool, which starts then (one worker per core),
-  takes every document while it runs, and stops after ``POOL_IDLE_SECONDS`` without work. ``workers: 0`` parses every document in the service
-  process; ``workers: N`` keeps N parse workers from the first document on.
+  takes every document while it runs, and stops after ``POOL_IDLE_SECONDS`` without work.
+  ``workers: 0`` parses every document in the service process; ``workers: N`` keeps N parse
+  workers from the first document on.
 - **Matching.** The match index runs in a process of its own (a second core for the matcher,
   which is most of a first poll's CPU) when ``workers`` is N, or when it is ``auto`` and the
   configuration lists at least ``INDEX_PROCESS_MIN_FEEDS`` feeds; otherwise in the service
