@@ -35,7 +35,15 @@ def test_footprint_smoke_prints_the_table_and_the_summary_line() -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[0].split() == ["state", "processes", "rss_mb", "peak_mb", "poll_s"]
+    assert lines[0].split() == [
+        "state",
+        "processes",
+        "rss_mb",
+        "steady",
+        "procs",
+        "peak_mb",
+        "poll_s",
+    ]
     assert lines[1].startswith("idle, feeds: []") and lines[3].startswith("after 5 feeds")
     summary = re.fullmatch(r"footprint idle_mb=(\d+) feeds2_mb=(\d+) feeds5_mb=(\d+)", lines[-1])
     assert summary, lines[-1]

@@ -57,6 +57,7 @@ class _Runtime:
         self.clock: Callable[[], datetime] = lambda: NOW
         self.failing = True
         self.attempts = 0
+        self.processes = "workers auto"  # what the start line names
 
     def publish_unless_busy(self, before: Callable[[], None]) -> int | None:
         self.attempts += 1
