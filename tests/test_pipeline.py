@@ -15,8 +15,10 @@ import pytest
 from servers import LoopbackServer, Reply
 
 from aggregator.config import Config, load_config_text
+from aggregator.match.text import Features
 from aggregator.refresh.updater import RefreshResult
 from aggregator.runtime import open_runtime
+from aggregator.types import Entry
 
 PUBLISHED = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 
@@ -226,3 +228,32 @@ async def test_state_writes_arriving_during_a_flush_are_flushed_too(tmp_path: Pa
         assert all(f.status == 304 for f in storage.list_feeds())
     finally:
         storage.close()
+
+
+async def test_a_changed_document_extracts_features_of_its_new_entries_only(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One feed at a time is parsed in the service process (settings.workers auto): the
+    entries it already stored are never matched, so their features are not extracted."""
+    from aggregator.refresh import store
+
+    stories = [
+        (f"s-{i}", f"Story number {i} on subject {i}", "Text.", f"https://o.example/{i}")
+        for i in range(10)
+    ]
+    server.route("/outlet", Reply(body=rss("outlet", stories), etag='"v1"'))
+    config = make_config(tmp_path, [server.url("/outlet")])
+    await poll_once(config)
+    extracted: list[str] = []
+    real = store.features
+
+    def counted(entry: Entry) -> Features:
+        extracted.append(entry.entry_id)
+        return real(entry)
+
+    monkeypatch.setattr(store, "features", counted)
+    fresh = ("s-new", "A story first seen in the second poll", "Text.", "https://o.example/new")
+    server.route("/outlet", Reply(body=rss("outlet", [fresh, *stories]), etag='"v2"'))
+    (result,) = await poll_once(config)
+    assert (result.new, result.changed) == (1, 0)
+    assert [entry_id.rsplit("/", 1)[-1] for entry_id in extracted] == ["s-new"]

@@ -89,8 +89,10 @@ class Parsed:
     # The dates the entries themselves give (undated entries left out): the posting rate.
     dated: tuple[datetime, ...]
     entries: tuple[Entry, ...]
-    # Each entry's matching features, in the same order.
-    features: tuple[Features, ...]
+    # Each entry's matching features, in the same order; None when they were not extracted
+    # (a document parsed in the service process: the store extracts them for the new and
+    # changed entries only).
+    features: tuple[Features, ...] | None
 
 
 def parse_and_normalise(
@@ -100,14 +102,16 @@ def parse_and_normalise(
     feed_url: str,
     now: datetime,
     cpu_seconds: float | None = PARSE_CPU_SECONDS,
+    with_features: bool = True,
 ) -> Parsed:
     """Parse ``content`` (found at ``final_url``) within ``cpu_seconds`` of CPU time, normalise
-    its entries for ``feed_url`` and extract their matching features (one per entry, in the
-    same order)."""
+    its entries for ``feed_url`` and, ``with_features``, extract their matching features (one
+    per entry, in the same order): a worker does it for every entry, since it has the core to
+    spare and most entries of a backlog are new."""
     parsed = parse_feed(content, headers, final_url, cpu_seconds=cpu_seconds)
     entries = tuple(normalise_entry(e, feed_url, now) for e in parsed.entries)
     dated = tuple(e.published for e in parsed.entries if e.published is not None)
-    feats = tuple(features(e) for e in entries)
+    feats = tuple(features(e) for e in entries) if with_features else None
     return Parsed(parsed.title, parsed.ttl, dated, entries, feats)
 
 
@@ -220,7 +224,14 @@ class ParsePool:
             try:
                 # In a thread: the CPU bound needs a process of its own (refresh/workers.py).
                 return await asyncio.to_thread(
-                    parse_and_normalise, content, dict(headers), final_url, feed_url, now, None
+                    parse_and_normalise,
+                    content,
+                    dict(headers),
+                    final_url,
+                    feed_url,
+                    now,
+                    None,
+                    False,  # features later, for the new and changed entries only
                 )
             finally:
                 self._inline -= 1

@@ -21,20 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.exceptions import StorageError
-from aggregator.match.text import Features
+from aggregator.match.text import Features, features
 from aggregator.refresh.decide import EntryChanges, decide_changes
 from aggregator.refresh.index import IndexDied, Matched, StoryIndex
 from aggregator.refresh.parse_pool import Parsed
 from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import shared_between_processes
 from aggregator.storage.base import Storage
-from aggregator.types import FeedRefresh, FeedState, FeedStateUpdate
+from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate
 
 __all__ = ["LockedStore", "MatchAndStore", "PipelinedStore", "choose_store"]
 
@@ -73,6 +73,10 @@ def _prepared(
     return _Prepared(feed, parsed, state, changes, refresh, matched.generation)
 
 
+def _features(entries: Sequence[Entry]) -> list[Features]:
+    return [features(entry) for entry in entries]
+
+
 class MatchAndStore(ABC):
     """What both strategies share: deciding what changed, matching it, and storing it.
 
@@ -96,9 +100,13 @@ class MatchAndStore(ABC):
     def _changes(
         self, feed: FeedState, parsed: Parsed
     ) -> tuple[EntryChanges, list[Features], list[Features]]:
-        """Which entries are new or changed, and the features of each (from the parse worker)."""
+        """Which entries are new or changed, and the features of each: from the parse worker
+        when it extracted them, else extracted here for those entries only (the entries
+        already stored, most of a changed document, are never matched)."""
         known = self.storage.entry_hashes(feed.url, [e.entry_id for e in parsed.entries])
         changes = decide_changes(parsed.entries, known, self._horizon(feed))
+        if parsed.features is None:
+            return changes, _features(changes.new), _features(changes.changed)
         feats = {f.key: f for f in parsed.features}
         return changes, [feats[e.key] for e in changes.new], [feats[e.key] for e in changes.changed]
 
