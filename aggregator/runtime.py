@@ -53,6 +53,18 @@ class Runtime:
     clock: Clock
     # settings.workers as applied, in words (refresh/workers.py).
     processes: str = ""
+    # Whether the match index runs in a process of its own (decided at start).
+    index_own_process: bool = False
+
+    def index_placement_changed(self, config: Config) -> bool:
+        """Whether ``config`` would place the match index elsewhere than it runs now (the
+        feed list crossed ``INDEX_PROCESS_MIN_FEEDS``): that takes a restart."""
+        wanted = index_in_own_process(
+            config.settings.workers,
+            len(config.feeds),
+            shareable=shared_between_processes(self.storage.url),
+        )
+        return wanted != self.index_own_process
 
     def publish(self) -> int:
         """Write the merged Atom, RSS and JSON Feed files for the newest stories; return how
@@ -139,7 +151,7 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
                 # and again. It holds no reference cycles, so reference counting frees it.
                 gc.freeze()
                 processes = describe(s.workers, index_own_process=own_process)
-                yield Runtime(config, storage, updater, clock, processes)
+                yield Runtime(config, storage, updater, clock, processes, own_process)
         finally:
             await asyncio.to_thread(index.close)
     finally:

@@ -171,6 +171,12 @@ class Service:
         runtime.storage.sync_feeds(config.feeds, runtime.clock())
         if config.settings != old:
             log.warning("settings changed in %s; restart to apply them", config.path)
+        if runtime.index_placement_changed(config):
+            log.warning(
+                "%d feeds now: settings.workers would run the match index %s; restart to apply",
+                len(config.feeds),
+                "in a process of its own" if not runtime.index_own_process else "in this process",
+            )
         runtime.config = config
         log.info("reloaded %s: %d feeds", config.path, len(config.feeds))
 

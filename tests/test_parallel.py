@@ -6,10 +6,12 @@ import asyncio
 import os
 import signal
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aggregator.config import Config
 from aggregator.exceptions import ParseError
 from aggregator.refresh import parse_pool
 from aggregator.refresh.parse_pool import ParsePool, parse_and_normalise
@@ -150,3 +152,29 @@ def test_which_documents_are_parsed_here(
 async def test_parse_outside_the_context_is_refused() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await ParsePool(workers=1).parse(FEED, HEADERS, URL, URL, NOW)
+
+
+async def test_a_feed_list_crossing_the_threshold_asks_for_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aggregator.config import load_config_text
+    from aggregator.refresh import workers
+    from aggregator.runtime import open_runtime
+    from aggregator.service import Service
+
+    monkeypatch.setattr(workers, "INDEX_PROCESS_MIN_FEEDS", 3)
+
+    def config(feeds: int) -> Config:
+        listed = "".join(f"  - url: https://o{i}.example/feed\n" for i in range(feeds))
+        text = f"settings:\n  storage: {tmp_path / 'a.db'}\nfeeds:\n{listed}"
+        return load_config_text(text, tmp_path / "feeds.yml")
+
+    async with open_runtime(config(2)) as runtime:
+        assert not runtime.index_own_process and "the service process" in runtime.processes
+        service = Service(runtime)
+        service.apply_config(config(2))
+        assert "restart to apply" not in caplog.text
+        service.apply_config(config(3))
+    assert "3 feeds now: settings.workers would run the match index in a process of its own" in (
+        caplog.text
+    )
