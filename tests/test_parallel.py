@@ -178,3 +178,29 @@ async def test_a_feed_list_crossing_the_threshold_asks_for_a_restart(
     assert "3 feeds now: settings.workers would run the match index in a process of its own" in (
         caplog.text
     )
+
+
+def _nested_tags(size: int) -> bytes:
+    """An RSS document whose description nests ``<a>`` ``size`` bytes deep: not XML, so it
+    goes through feedparser's loose parser, where it costs ~25 us of CPU per tag."""
+    head = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+    tail = b"</description></item><item><title>y &</title></item></channel></rss>"
+    return head + b"<title>x</title><description>" + b"<a>" * (size // 3) + tail
+
+
+async def test_a_slow_document_here_is_handed_to_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_pool, "INLINE_CPU_SECONDS", 0.05)
+    document = _nested_tags(30_000)
+    async with ParsePool(workers=None) as pool:
+        got = await pool.parse(document, HEADERS, URL, URL, NOW)
+        assert pool.pool_starts == 1, "over the short budget here, the document went to a worker"
+    assert [e.title for e in got.entries][:1] == ["x"]
+
+
+async def test_workers_0_bounds_a_parse_in_this_process_too() -> None:
+    async with ParsePool(workers=0, cpu_seconds=0.05) as pool:
+        with pytest.raises(ParseError, match=r"parsing took more than 0\.05 s of CPU time"):
+            await pool.parse(_nested_tags(60_000), HEADERS, URL, URL, NOW)
+        assert pool.pool_starts == 0
+        # The thread is fine afterwards: a later document parses normally.
+        assert (await pool.parse(FEED, HEADERS, URL, URL, NOW)).entries

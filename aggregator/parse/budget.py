@@ -2,9 +2,11 @@
 
 ``cpu_budget`` arms a profiling timer (``ITIMER_PROF``: CPU time of this process, user and
 system) around the parse; when it fires, the parse stops with ``ParseError`` naming the
-budget, and that becomes the feed's recorded error like any other parse error. A budget needs
-signals, so it applies in the main thread of a process: the parse workers, ``inspect`` and
-``feeds add``. Elsewhere (a parse in a helper thread) it is a no-op.
+budget, and that becomes the feed's recorded error like any other parse error. Signals reach
+only the main thread, so in any other thread (a document the service parses itself, see
+``refresh/workers.py``) a watchdog thread reads the parsing thread's own CPU clock every
+``WATCH_SECONDS`` and, past the budget, raises the same stop in it
+(``PyThreadState_SetAsyncExc``, which interrupts Python code as the signal handler does).
 
 The timer interrupts Python code only; a parse stuck inside one C call (a regular expression,
 say) is stopped by the parse worker's hard limit (``refresh/parse_pool.py``), which ends the
@@ -13,8 +15,10 @@ worker process itself.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -31,6 +35,9 @@ __all__ = ["OVER_BUDGET", "PARSE_CPU_SECONDS", "cpu_budget"]
 PARSE_CPU_SECONDS = 20.0
 # How the error of a document over its budget begins.
 OVER_BUDGET = "parsing took more than"
+# How often the watchdog of a parse in a thread reads that thread's CPU clock: the budget is
+# overrun by at most this much, and the watchdog costs nothing measurable at this rate.
+WATCH_SECONDS = 0.05
 
 
 class _OverBudget(BaseException):
@@ -45,8 +52,14 @@ def _over_budget(_signum: int, _frame: FrameType | None) -> None:
 @contextmanager
 def cpu_budget(url: str, seconds: float | None = PARSE_CPU_SECONDS) -> Iterator[None]:
     """Raise ``ParseError(url, ...)`` when the body uses more than ``seconds`` of CPU time."""
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if seconds is None or not usable:
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        with _thread_budget(url, seconds):
+            yield
+        return
+    if not hasattr(signal, "setitimer"):
         yield
         return
     previous = signal.signal(signal.SIGPROF, _over_budget)
@@ -60,3 +73,43 @@ def cpu_budget(url: str, seconds: float | None = PARSE_CPU_SECONDS) -> Iterator[
         raise ParseError(url, f"{OVER_BUDGET} {seconds:g} s of CPU time") from None
     finally:
         signal.signal(signal.SIGPROF, previous)
+
+
+@contextmanager
+def _thread_budget(url: str, seconds: float) -> Iterator[None]:
+    """``cpu_budget`` in a thread other than the main one (see the module docstring)."""
+    ident = threading.get_ident()
+    try:
+        clock = time.pthread_getcpuclockid(ident)
+    except (AttributeError, OSError):  # not on this platform: no budget
+        yield
+        return
+    limit = time.clock_gettime(clock) + seconds
+    done = threading.Event()
+    fired = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_SECONDS):
+            if time.clock_gettime(clock) > limit:
+                fired.set()
+                _raise_in(ident, _OverBudget)
+                return
+
+    watchdog = threading.Thread(target=watch, name="parse budget", daemon=True)
+    watchdog.start()
+    try:
+        try:
+            yield
+        finally:
+            done.set()
+            watchdog.join()
+            if fired.is_set():
+                _raise_in(ident, None)  # withdraw a stop the body finished before receiving
+    except _OverBudget:
+        raise ParseError(url, f"{OVER_BUDGET} {seconds:g} s of CPU time") from None
+
+
+def _raise_in(ident: int, exc: type[BaseException] | None) -> None:
+    """Make thread ``ident`` raise ``exc`` at its next Python instruction (None withdraws)."""
+    value = ctypes.py_object(exc) if exc is not None else ctypes.py_object()
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), value)

@@ -45,8 +45,14 @@ from aggregator.exceptions import ParseError
 from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
+from aggregator.parse.budget import OVER_BUDGET
 from aggregator.refresh.processes import SPAWN, exit_with_parent
-from aggregator.refresh.workers import POOL_IDLE_SECONDS, parse_inline, stop_pool_when_idle
+from aggregator.refresh.workers import (
+    INLINE_CPU_SECONDS,
+    POOL_IDLE_SECONDS,
+    parse_inline,
+    stop_pool_when_idle,
+)
 from aggregator.types import Entry
 
 __all__ = [
@@ -220,9 +226,10 @@ class ParsePool:
         if not self._entered:
             raise RuntimeError("ParsePool must be used as 'async with ParsePool() as pool'")
         if parse_inline(self.setting, len(content), self._inline, pool_running=self.running):
+            # With workers to fall back on, a short budget here (refresh/workers.py).
+            budget = self.cpu_seconds if self.setting == 0 else INLINE_CPU_SECONDS
             self._inline += 1
             try:
-                # In a thread: the CPU bound needs a process of its own (refresh/workers.py).
                 return await asyncio.to_thread(
                     parse_and_normalise,
                     content,
@@ -230,9 +237,13 @@ class ParsePool:
                     final_url,
                     feed_url,
                     now,
-                    None,
+                    budget,
                     False,  # features later, for the new and changed entries only
                 )
+            except ParseError as exc:
+                if self.setting == 0 or not exc.message.startswith(OVER_BUDGET):
+                    raise
+                log.info("%s: over %g s to parse here; parsing it in a worker", feed_url, budget)
             finally:
                 self._inline -= 1
         self._cancel_idle_timer()

@@ -17,9 +17,10 @@ of feeds should use every core. The rule:
   process. An in-memory database always keeps it in the service process (no other process
   can open it). The choice is made at start: restart after growing the feed list past it.
 
-A document parsed in the service process is not under the per-document CPU bound (that needs
-a process of its own, ``parse.budget``); the size limit keeps its cost to a fraction of a
-second, and larger documents always go to a worker under the bound (with ``auto``).
+A document parsed in the service process is under a CPU bound too (``parse.budget`` watches the
+parsing thread's CPU clock): with ``auto`` a short one, ``INLINE_CPU_SECONDS``, past which the
+document goes to a worker, which parses it under the full bound (and the worker's hard limit);
+with ``workers: 0`` the full bound, past which it is the feed's parse error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from __future__ import annotations
 # a thread of the service process absorbs without the web pages or the poller noticing.
 # Larger documents (and anything hostile that is large) go to a worker under the CPU bound.
 INLINE_MAX_BYTES = 256 * 1024
+# CPU seconds a document may take in the service process (auto) before it is handed to a
+# worker instead. Ordinary feeds under INLINE_MAX_BYTES take 0.01-0.1 s; a hostile one of that
+# size (nested unclosed tags through feedparser's loose parser) took 6 s, all of it holding
+# the GIL the poller and the web pages need.
+INLINE_CPU_SECONDS = 1.0
 # Documents parsed in the service process at once: one. Parsing holds the GIL, so a second
 # in-process parse would only wait; a second document is a backlog for the workers.
 INLINE_AT_ONCE = 1
