@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from aggregator.normalise import truncate
 from aggregator.types import Story, StorySource
 
 # A news lead is one to three sentences; three keeps a short first paragraph whole.
@@ -39,7 +40,6 @@ LEAD_MAX_CHARS = 320
 # A lead cut shorter than this (a first "sentence" like "U.S." or "Jan.") reads as a fragment,
 # so sentence cuts before it are not taken.
 LEAD_MIN_SENTENCE_CHARS = 60
-ELLIPSIS = "\u2026"
 # Six hours per doubling: a story two outlets carry ranks level with a one-outlet story six
 # hours younger, eight outlets with one eighteen hours younger, so a major event stays near
 # the top for most of a news day and yesterday's still sinks below this morning's.
@@ -104,7 +104,7 @@ def _comparable(text: str) -> str:
 
 def cut_text(text: str, limit: int, sentences: int = LEAD_SENTENCES) -> str:
     """``text`` with spaces collapsed, cut to whole sentences when they fit in ``limit``
-    characters, else on the last word boundary before it with an ellipsis."""
+    characters, else on a word boundary with an ellipsis (``normalise.truncate``)."""
     text = _SPACE.sub(" ", text).strip()
     ends = [m.start() for m in _SENTENCE_END.finditer(text)]
     if len(text) <= limit and len(ends) < sentences:
@@ -112,12 +112,7 @@ def cut_text(text: str, limit: int, sentences: int = LEAD_SENTENCES) -> str:
     fitting = [end for end in ends[:sentences] if LEAD_MIN_SENTENCE_CHARS <= end <= limit]
     if fitting:
         return text[: fitting[-1]]
-    if len(text) <= limit:
-        return text
-    head = text[: limit - len(ELLIPSIS) + 1]
-    space = head.rfind(" ")
-    head = head[:space] if space > 0 else head[: limit - len(ELLIPSIS)]
-    return head.rstrip(" ,;:-\u2013\u2014") + ELLIPSIS
+    return truncate(text, limit)
 
 
 def source_lead(source: StorySource, limit: int = LEAD_MAX_CHARS) -> str:

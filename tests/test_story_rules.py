@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from aggregator.normalise import ELLIPSIS
 from aggregator.stories import (
-    ELLIPSIS,
     HOURS_PER_OUTLET_DOUBLING,
     LEAD_MAX_CHARS,
     build_story,
