@@ -94,18 +94,11 @@ def parse_front_page(params: QueryParams) -> FrontPage:
     search = _single(params, "q")
     if search is not None:
         search = " ".join(search.split())
-        if len(search) > MAX_QUERY_CHARS:
-            raise BadQuery(
-                f"q is {len(search)} characters long; searches are at most {MAX_QUERY_CHARS}"
-            )
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in search):
-            raise BadQuery("q contains control characters")
+        _check_text("q", search, MAX_QUERY_CHARS, "searches")
     page = 1
     page_text = _single(params, "page")
     if page_text is not None:
         page = _whole_number("page", page_text, 1, MAX_PAGE)
-        if page > MAX_PAGE:
-            raise BadQuery(f"page must be a whole number from 1 to {MAX_PAGE}, not {page_text!r}")
     return FrontPage(filters=filters, search=search or None, page=page)
 
 
@@ -113,16 +106,25 @@ def parse_front_page(params: QueryParams) -> FrontPage:
 _MAX_DIGITS = 12
 
 
-def _whole_number(name: str, text: str, low: int, high: int) -> int:
-    """``text`` as an int of at least ``low``; BadQuery otherwise (``high`` is for the message)."""
+def _whole_number(name: str, text: str, low: int, high: int, *, cut: bool = False) -> int:
+    """``text`` as an int from ``low`` to ``high``; BadQuery otherwise. ``cut``: a value
+    above ``high`` becomes ``high`` instead of being refused."""
     stripped = text.strip()
     hint = f"{name} must be a whole number from {low} to {high}, not {text[:40]!r}"
     if not stripped.isascii() or not stripped.isdigit() or len(stripped) > _MAX_DIGITS:
         raise BadQuery(hint)
     value = int(stripped)
-    if value < low:
+    if value < low or (value > high and not cut):
         raise BadQuery(hint)
-    return value
+    return min(value, high)
+
+
+def _check_text(name: str, text: str, max_chars: int, plural: str) -> None:
+    """BadQuery when ``text`` is longer than ``max_chars`` or holds control characters."""
+    if len(text) > max_chars:
+        raise BadQuery(f"{name} is {len(text)} characters long; {plural} are at most {max_chars}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise BadQuery(f"{name} contains control characters")
 
 
 def parse_filters(params: QueryParams, *, default_limit: int) -> Filters:
@@ -135,20 +137,13 @@ def parse_filters(params: QueryParams, *, default_limit: int) -> Filters:
         tag = tag.strip()
         if not tag:
             raise BadQuery("tag is empty; give a tag from feeds.yml, e.g. ?tag=world")
-        if len(tag) > MAX_TAG_LENGTH:
-            raise BadQuery(f"tag is {len(tag)} characters long; tags are at most {MAX_TAG_LENGTH}")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in tag):
-            raise BadQuery("tag contains control characters")
+        _check_text("tag", tag, MAX_TAG_LENGTH, "tags")
     min_sources = 1
     min_text = _single(params, "min_sources")
     if min_text is not None:
         min_sources = _whole_number("min_sources", min_text, 1, MAX_MIN_SOURCES)
-        if min_sources > MAX_MIN_SOURCES:
-            raise BadQuery(
-                f"min_sources must be a whole number from 1 to {MAX_MIN_SOURCES}, not {min_text!r}"
-            )
     limit = min(default_limit, MAX_LIMIT)
     limit_text = _single(params, "limit")
     if limit_text is not None:
-        limit = min(_whole_number("limit", limit_text, 1, MAX_LIMIT), MAX_LIMIT)
+        limit = _whole_number("limit", limit_text, 1, MAX_LIMIT, cut=True)
     return Filters(limit=limit, min_sources=min_sources, tag=tag)
