@@ -13,7 +13,7 @@ carried an article another feed also carried is named beside it ("also in ...").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,26 +71,21 @@ class StoryCard:
     mark: str | None
     lead: str
     outlets: list[str]
-    more_outlets: int
     outlet_count: int
 
-
-def outlet_summary(sources: Sequence[StorySource]) -> tuple[list[str], int]:
-    """The first ``OUTLETS_SHOWN`` outlets and how many more there are."""
-    names = outlet_names(sources)
-    return names[:OUTLETS_SHOWN], max(0, len(names) - OUTLETS_SHOWN)
+    @property
+    def more_outlets(self) -> int:
+        """The outlets past the ``OUTLETS_SHOWN`` named ones ("+N more")."""
+        return self.outlet_count - len(self.outlets)
 
 
 def story_card(story: Story, now: datetime) -> StoryCard:
-    sources = distinct_sources(story.sources)
-    shown, more = outlet_summary(sources)
-    names = outlet_names(sources)
+    names = outlet_names(distinct_sources(story.sources))
     return StoryCard(
         story=story,
         mark=freshness(story, now),
         lead=story_lead(story),
-        outlets=shown,
-        more_outlets=more,
+        outlets=names[:OUTLETS_SHOWN],
         outlet_count=len(names),
     )
 
