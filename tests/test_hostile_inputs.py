@@ -12,9 +12,11 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers import LoopbackServer, Reply
@@ -28,7 +30,7 @@ from aggregator.parse import neutralise_dtd, parse_feed
 from aggregator.refresh.parse_pool import ParsePool
 from aggregator.refresh.updater import Updater
 from aggregator.reload import ConfigWatcher
-from aggregator.storage import open_storage
+from aggregator.storage import SqlStorage, open_storage
 from aggregator.types import FeedSpec
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -54,6 +56,21 @@ LINEAR_SECONDS = 0.5
 SMALL_BUDGET_S = 0.2
 BUDGET_ERROR = f"parsing took more than {SMALL_BUDGET_S:g} s of CPU time"
 CLI_SECONDS = 60
+
+
+@asynccontextmanager
+async def loopback_updater(
+    tmp_path: Path, feeds: Sequence[FeedSpec], **options: Any
+) -> AsyncIterator[tuple[SqlStorage, Updater]]:
+    """A fresh SQLite storage holding ``feeds`` (due at NOW) and an updater fetching them from
+    127.0.0.1; ``options`` go to the ``Updater`` (a parse pool, a clock)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        storage.sync_feeds(feeds, NOW)
+        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
+            yield storage, Updater(storage, fetcher, match_window=timedelta(hours=48), **options)
+    finally:
+        storage.close()
 
 
 def cpu_seconds_of(document: bytes) -> float:
@@ -102,18 +119,13 @@ async def test_an_over_budget_feed_is_its_recorded_error_and_others_flow(
     server.route("/doctypes", Reply(body=DOCTYPES))
     server.route("/good", Reply(body=RSS))
     urls = [server.url(p) for p in ("/nested", "/doctypes", "/good")]
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        storage.sync_feeds([FeedSpec(u, interval=timedelta(minutes=10)) for u in urls], NOW)
-        async with (
-            Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher,
-            ParsePool(workers=1, cpu_seconds=SMALL_BUDGET_S) as pool,
-        ):
-            updater = Updater(storage, fetcher, match_window=timedelta(hours=48), parse_pool=pool)
-            await updater.refresh_many(storage.list_feeds())
+    feeds = [FeedSpec(u, interval=timedelta(minutes=10)) for u in urls]
+    async with (
+        ParsePool(workers=1, cpu_seconds=SMALL_BUDGET_S) as pool,
+        loopback_updater(tmp_path, feeds, parse_pool=pool) as (storage, updater),
+    ):
+        await updater.refresh_many(storage.list_feeds())
         states = {f.url: f for f in storage.list_feeds()}
-    finally:
-        storage.close()
     nested = states[server.url("/nested")]
     assert nested.error == BUDGET_ERROR and nested.failures == 1
     assert nested.next_due is not None and nested.next_due > NOW
@@ -143,17 +155,12 @@ async def test_a_malformed_redirect_is_the_feeds_recorded_error_with_back_off(
     server.route("/bad-redirect", Reply.redirect(BAD_LOCATION))
     server.route("/good", Reply(body=RSS))
     bad, good = server.url("/bad-redirect"), server.url("/good")
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        storage.sync_feeds([FeedSpec(bad, interval=INTERVAL), FeedSpec(good)], NOW)
-        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
-            updater = Updater(storage, fetcher, match_window=timedelta(hours=48))
-            for _ in range(2):
-                await updater.refresh_many([f for f in storage.list_feeds() if f.url == bad])
-            await updater.refresh_many([f for f in storage.list_feeds() if f.url == good])
+    feeds = [FeedSpec(bad, interval=INTERVAL), FeedSpec(good)]
+    async with loopback_updater(tmp_path, feeds) as (storage, updater):
+        for _ in range(2):
+            await updater.refresh_many([f for f in storage.list_feeds() if f.url == bad])
+        await updater.refresh_many([f for f in storage.list_feeds() if f.url == good])
         states = {f.url: f for f in storage.list_feeds()}
-    finally:
-        storage.close()
     state = states[bad]
     assert state.error == REDIRECT_ERROR and state.failures == 2
     assert state.last_polled is not None and state.next_due is not None
@@ -377,16 +384,10 @@ async def test_a_feed_with_a_lone_surrogate_keeps_its_other_entries(
 ) -> None:
     server.route("/surrogate", Reply(body=surrogate_feed()))
     url = server.url("/surrogate")
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        storage.sync_feeds([FeedSpec(url)], NOW)
-        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
-            updater = Updater(storage, fetcher, match_window=timedelta(hours=48), clock=lambda: NOW)
-            await updater.refresh_many(storage.list_feeds())
+    async with loopback_updater(tmp_path, [FeedSpec(url)], clock=lambda: NOW) as (storage, updater):
+        await updater.refresh_many(storage.list_feeds())
         state = storage.list_feeds()[0]
         titles = sorted(e.entry.title for e in storage.entries_since(NOW - timedelta(days=1)))
-    finally:
-        storage.close()
     assert state.error is None and state.failures == 0
     assert titles == ["Broken \ufffd glyph", "Fire at \ufffd harbour \ufffd", "Storm hits coast"]
 
@@ -438,20 +439,13 @@ async def test_a_backdated_entry_cannot_take_a_stored_storys_headline(
     )
     later = NOW + timedelta(minutes=30)
     clock = [NOW]
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        storage.sync_feeds([FeedSpec(server.url(p)) for p in ("/honest", "/backdated")], NOW)
+    specs = [FeedSpec(server.url(p)) for p in ("/honest", "/backdated")]
+    async with loopback_updater(tmp_path, specs, clock=lambda: clock[0]) as (storage, updater):
         feeds = {f.url: f for f in storage.list_feeds()}
-        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
-            updater = Updater(
-                storage, fetcher, match_window=timedelta(hours=48), clock=lambda: clock[0]
-            )
-            await updater.refresh_many([feeds[server.url("/honest")]])
-            clock[0] = later
-            await updater.refresh_many([feeds[server.url("/backdated")]])
+        await updater.refresh_many([feeds[server.url("/honest")]])
+        clock[0] = later
+        await updater.refresh_many([feeds[server.url("/backdated")]])
         stories = storage.recent_stories(10)
-    finally:
-        storage.close()
     assert len(stories) == 1 and len(stories[0].sources) == 2  # one story, both reports
     assert stories[0].title == HONEST
 
@@ -464,15 +458,10 @@ async def test_a_304_to_an_unconditional_request_is_the_feeds_recorded_error(
     server.route("/never-modified", Reply(status=304))
     server.route("/good", Reply(body=RSS))
     bad, good = server.url("/never-modified"), server.url("/good")
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        storage.sync_feeds([FeedSpec(bad, interval=INTERVAL), FeedSpec(good)], NOW)
-        async with Fetcher(allow_networks=["127.0.0.0/8"]) as fetcher:
-            updater = Updater(storage, fetcher, match_window=timedelta(hours=48))
-            await updater.refresh_many(storage.list_feeds())
+    feeds = [FeedSpec(bad, interval=INTERVAL), FeedSpec(good)]
+    async with loopback_updater(tmp_path, feeds) as (storage, updater):
+        await updater.refresh_many(storage.list_feeds())
         states = {f.url: f for f in storage.list_feeds()}
-    finally:
-        storage.close()
     assert "if-none-match" not in server.requests_to("/never-modified")[0].headers
     assert states[bad].error == UNCONDITIONAL_304 and states[bad].failures == 1
     assert states[good].error is None and states[good].title == "Outlet"
