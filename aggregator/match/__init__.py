@@ -23,7 +23,8 @@ state figures of one kind (92% vs 72%) and none agree; a mild time-proximity fac
 canonical URL or identical long summary (wire copy) joins outright.
 
 Prior weights (``prior.py``). Each term's weight blends the online IDF with a prior from
-general English word frequencies (``wordfreq``), so from the first entry "says" weighs little
+general English word frequencies (wordfreq's data, shipped as a compact table in
+``word_priors/``), so from the first entry "says" weighs little
 and a rare name much, and a busy topic's own name is not made common by its many reports.
 
 Average link (``link.py``). Each member is a unit TF-IDF vector; a story keeps their sum, so the

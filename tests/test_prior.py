@@ -1,0 +1,83 @@
+"""The word-frequency table shipped with the package: exact to wordfreq, compact, checked."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aggregator.match import prior
+
+needs_wordfreq = pytest.mark.skipif(
+    importlib.util.find_spec("wordfreq") is None,
+    reason="wordfreq is not installed (the dev extra): the shipped table cannot be rebuilt",
+)
+
+
+@needs_wordfreq
+def test_shipped_table_is_what_the_build_script_makes() -> None:
+    shipped = gzip.decompress(prior.TABLE.read_bytes())
+    assert shipped == gzip.decompress(prior.table_text())
+
+
+@needs_wordfreq
+def test_every_frequency_equals_wordfreqs() -> None:
+    import wordfreq
+
+    for word, freq in wordfreq.get_frequency_dict("en", wordlist="best").items():
+        if any(c.isdigit() for c in word):
+            continue  # figures have no prior; the table leaves them out
+        expected = freq if freq >= prior.FLOOR_FREQUENCY else 0.0
+        assert prior.frequency(word) == expected, word
+
+
+def test_table_words_have_distinct_keys() -> None:
+    lines = gzip.decompress(prior.TABLE.read_bytes()).decode().split("\n")
+    words = [word for line in lines[1:] for word in line.split()]
+    assert len(words) > 90_000
+    assert len({prior._word_hash(word) for word in words}) == len(words)
+    assert len(prior._keys()) == len(words)
+
+
+def test_known_weights() -> None:
+    assert prior.prior_idf("the") == prior.MIN_PRIOR
+    assert prior.prior_idf("says") == pytest.approx(2.1, abs=0.1)
+    assert prior.prior_idf("bankruptcy") == pytest.approx(5.3, abs=0.1)
+    unseen = prior.prior_idf("zqxplosserian")
+    assert unseen == pytest.approx(-prior.math.log(prior.FLOOR_FREQUENCY) - prior.SHIFT)
+    assert prior.prior_idf("interest_rate") == max(
+        prior.prior_idf("interest") or 0, prior.prior_idf("rate") or 0
+    )
+    assert prior.prior_idf("g7_summit") is None
+
+
+def test_service_does_not_import_wordfreq() -> None:
+    """The table replaces wordfreq at run time: importing it cost ~17 MB in every process."""
+    code = (
+        "import sys, aggregator.service\n"
+        "from aggregator.match.prior import prior_idf\n"
+        "prior_idf('news')\n"
+        "print('wordfreq' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("content", [None, b"not gzip", gzip.compress(b"# another file\nx y")])
+def test_a_missing_or_damaged_table_is_named(
+    content: bytes | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = tmp_path / "frequencies.txt.gz"
+    if content is not None:
+        table.write_bytes(content)
+    monkeypatch.setattr(prior, "TABLE", table)
+    prior._keys.cache_clear()
+    try:
+        with pytest.raises(prior.PriorTableUnavailable, match=str(table)):
+            prior._keys()
+    finally:
+        prior._keys.cache_clear()
