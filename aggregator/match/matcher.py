@@ -37,6 +37,7 @@ from aggregator.match.score import (
     threshold_for,
 )
 from aggregator.match.semantic import (
+    AnyVector,
     Embedder,
     SemanticState,
     Vector,
@@ -433,7 +434,7 @@ class Matcher:
         story_id: str,
         mass: dict[str, float] | None = None,
         observe: bool = True,
-        vector: Vector | None = None,
+        vector: AnyVector | None = None,
     ) -> None:
         """Index ``feats`` under ``story_id``; ``mass`` and ``observe`` off when moving it;
         ``vector``: its meaning vector, if the signal is on."""
@@ -504,13 +505,15 @@ class Matcher:
 
 
 def shared_terms(feats: Features) -> Features:
-    """``feats`` with its term strings interned: features unpickled from a worker process carry
-    their own copy of every term, and a million indexed entries would hold them all."""
+    """``feats`` as the index keeps it: its term strings interned (features unpickled from a
+    worker process carry their own copy of every term, and a million indexed entries would hold
+    them all), without the texts only embedding reads (``title`` and ``meaning``: the vector is
+    made before the entry is indexed; about 100 bytes an entry)."""
     intern = sys.intern
     # Built directly: dataclasses.replace costs ~3x as much (it inspects the fields each call).
     return Features(
         key=feats.key,
-        title=feats.title,
+        title="",
         fuzzy_text=feats.fuzzy_text,
         terms=tuple(map(intern, feats.terms)),
         title_count=feats.title_count,

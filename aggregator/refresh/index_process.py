@@ -23,7 +23,12 @@ from typing import Any
 from aggregator.exceptions import StorageError
 from aggregator.match.text import Features
 from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
-from aggregator.refresh.processes import SPAWN, exit_with_parent, tune_collector
+from aggregator.refresh.processes import (
+    SPAWN,
+    cap_malloc_arenas,
+    exit_with_parent,
+    tune_collector,
+)
 from aggregator.storage import open_storage
 from aggregator.storage.base import Storage
 from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
@@ -270,6 +275,7 @@ def _serve(
     """
     exit_with_parent(parent)
     tune_collector()
+    cap_malloc_arenas()
     storage: Storage | None = None
     try:
         storage = open_storage(storage_url)
