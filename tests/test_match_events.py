@@ -218,6 +218,34 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
     assert abs(centred) < raw - 0.3
 
 
+def test_story_sums_stay_exact_as_members_come_and_go() -> None:
+    """A one-member story shares its member's vector as its sum; a second member, a removal
+    and a move between stories must leave every sum as if it had been built from scratch."""
+    rng = np.random.default_rng(1)
+    rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(4, 16))]
+    state = SemanticState(lambda texts: [])
+    state.add("a", ("f", "0"), rows[0])
+    stored = state.member("a", ("f", "0"))
+    assert stored is not None and stored.dtype == np.float16
+    state.add("a", ("f", "1"), rows[1])
+    state.add("b", ("f", "2"), rows[2])
+    assert np.array_equal(stored, rows[0].astype(np.float16))  # the shared sum was not added to
+    state.remove("a", ("f", "0"), last=False)
+    moved = state.member("b", ("f", "2"))
+    state.remove("b", ("f", "2"), last=True)
+    state.add("a", ("f", "2"), moved)  # type: ignore[arg-type]
+
+    fresh = SemanticState(lambda texts: [])
+    fresh.add("a", ("f", "1"), rows[1])
+    fresh.add("a", ("f", "2"), rows[2])
+    fresh.add("z", ("f", "0"), rows[0])  # same window total, in another story
+    fresh.remove("z", ("f", "0"), last=True)
+    for probe in rows:
+        got, want = state.prepare(probe), fresh.prepare(probe)
+        assert got is not None and want is not None
+        assert state.entry_link(got, "a", 2) == pytest.approx(fresh.entry_link(want, "a", 2))
+
+
 def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:
     texts = [SIX_AGENCIES[0].title, SIX_AGENCIES[3].title, "Apple unveils a new iPhone", ""]
     vectors = static(texts)

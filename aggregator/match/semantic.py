@@ -112,8 +112,9 @@ class SemanticState:
     def __init__(self, embed: Embedder) -> None:
         self._embed = embed
         self._members: dict[tuple[str, tuple[str, str]], StoredVector] = {}
-        # Sums in float64: a story's sum is updated member by member for as long as it lives.
-        self._sums: dict[str, NDArray[np.float64]] = {}
+        # Sums in float64: a story's sum is updated member by member for as long as it lives
+        # (a one-member story's is its member's StoredVector, see add).
+        self._sums: dict[str, NDArray[np.float64] | StoredVector] = {}
         self._total: NDArray[np.float64] | None = None
         self._count = 0
         # (mu, r) as of the last change of the window (see _mean).
@@ -138,7 +139,11 @@ class SemanticState:
         self._members[(story_id, key)] = stored
         total = self._sums.get(story_id)
         if total is None:
-            self._sums[story_id] = stored.astype(np.float64)
+            # A one-member story's sum is its member's vector, shared until a second member
+            # joins: most stories of a window have one member, and a float64 sum takes 2 KB.
+            self._sums[story_id] = stored
+        elif total.dtype != np.float64:
+            self._sums[story_id] = total.astype(np.float64) + stored
         else:
             total += stored
         if self._total is None:
@@ -154,7 +159,8 @@ class SemanticState:
         if last:
             self._sums.pop(story_id, None)
         elif vector is not None and story_id in self._sums:
-            self._sums[story_id] -= vector
+            # Never in place on a shared one-member sum: it is that member's own vector.
+            self._sums[story_id] = self._sums[story_id].astype(np.float64) - vector
         if vector is not None and self._total is not None:
             self._total -= vector
             self._count -= 1
