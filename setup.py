@@ -27,10 +27,11 @@ COMPILED = [
     "aggregator/match/matcher.py",
     "aggregator/match/score.py",
 ]
-# Names the shared library mypyc builds for the modules above: inside the package, where an
-# editable install finds it as it finds the modules (a top-level module would need the
-# checkout itself on sys.path).
-GROUP = "aggregator.match._compiled"
+# Each module is compiled on its own (mypyc's separate mode: ``index__mypyc.*.so`` holds the
+# code of ``index``, beside it in the package, where an editable install finds it as it finds the
+# modules), so that ``build_ext --parallel`` compiles them on every core: a fresh build took
+# 21 s as one shared library and 13 s this way on two cores, and the matcher ran the same
+# number of instructions either way (callgrind: 1.553 and 1.556 G on 600 feed entries).
 
 
 class BuildExtOrPure(build_ext):
@@ -59,7 +60,7 @@ def native_modules() -> list[object]:
     # strict. Without both options such a build fell back to pure Python every time.
     options = ["--ignore-missing-imports", "--no-warn-unused-ignores"]
     try:
-        return list(mypycify([*options, *COMPILED], opt_level="3", group_name=GROUP))
+        return list(mypycify([*options, *COMPILED], opt_level="3", separate=True))
     except (Exception, SystemExit) as exc:  # mypyc refused the code: it runs interpreted
         print(f"aggregator: mypyc could not compile the match index ({exc!r}); pure Python")
         return []

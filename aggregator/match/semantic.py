@@ -13,21 +13,24 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from aggregator.exceptions import AggregatorError
 
-# One unit vector per text, as a float32 row.
-Vector = NDArray[np.float32]
+# One unit vector per text, as a float32 row. Explicit aliases: where numpy is not installed, as
+# in pip's isolated build environment that compiles the match index (``setup.py``), NDArray is
+# Any, and an implicit alias to it was a variable to mypy, which then refused to compile.
+Vector: TypeAlias = NDArray[np.float32]
 # A member's vector as the index keeps it, in half precision: a window of 10,000 feed entries
 # held 10.7 MB of float32 rows (tracemalloc), 5.1 MB less so, and each story's sum (float64)
 # is made of the same rounded rows, so taking a member out leaves the sum exact. UCI head and
 # AllSides B3 measured the same with float16 and float32 members (benchmarks.match).
-StoredVector = NDArray[np.float16]
+StoredVector: TypeAlias = NDArray[np.float16]
 # What a story's sum takes: a new entry's vector or a member's stored one.
-AnyVector = Vector | StoredVector
+AnyVector: TypeAlias = Vector | StoredVector
 # Texts in, one vector per text out (a 2-D array or a sequence of rows).
 Embedder = Callable[[Sequence[str]], ArrayLike]
 
