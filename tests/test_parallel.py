@@ -204,3 +204,30 @@ async def test_workers_0_bounds_a_parse_in_this_process_too() -> None:
         assert pool.pool_starts == 0
         # The thread is fine afterwards: a later document parses normally.
         assert (await pool.parse(FEED, HEADERS, URL, URL, NOW)).entries
+
+
+async def test_the_resource_tracker_stops_with_the_idle_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a backlog the service is one process again: the workers and the resource tracker
+    that spawning them started both stop; the next backlog starts both again."""
+    from multiprocessing import resource_tracker
+
+    monkeypatch.setattr(parse_pool, "POOL_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(parse_pool, "TRACKER_CHECK_SECONDS", 0.2)
+    tracker = resource_tracker._resource_tracker
+    big = FEED.replace(b"</channel>", b"<!--" + b"x" * (INLINE_MAX_BYTES + 1) + b"--></channel>")
+    async with ParsePool(workers=None) as pool:
+        await pool.parse(big, HEADERS, URL, URL, NOW)
+        assert pool.running and tracker._pid is not None
+        tracker_pid = tracker._pid
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if tracker._pid is None:
+                break
+        assert not pool.running and tracker._pid is None
+        with pytest.raises(ChildProcessError):
+            os.waitpid(tracker_pid, os.WNOHANG)  # reaped: not even a zombie is left
+        got = await pool.parse(big, HEADERS, URL, URL, NOW)
+        assert got.entries[0].title == "Storm hits coast"
+        assert pool.pool_starts == 2 and tracker._pid is not None

@@ -30,10 +30,12 @@ budget, and the document is reported as one the parser process died on.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
 import resource
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +48,7 @@ from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
 from aggregator.parse.budget import OVER_BUDGET
-from aggregator.refresh.processes import SPAWN, exit_with_parent
+from aggregator.refresh.processes import SPAWN, exit_with_parent, stop_resource_tracker
 from aggregator.refresh.workers import (
     INLINE_CPU_SECONDS,
     POOL_IDLE_SECONDS,
@@ -71,6 +73,11 @@ PARSER_DIED = "the parser process died on this document"
 # The worker's CPU rlimit, as a multiple of the parse budget (plus one second, its granularity):
 # only a parse the budget's timer could not interrupt gets there, and it ends the worker.
 HARD_LIMIT_FACTOR = 2
+# After the idle workers are told to stop: how often, and how many times, to look whether they
+# are gone, so that the resource tracker can stop too (``_stop_tracker``). Workers exit within
+# a second of their shutdown; a minute covers a loaded machine.
+TRACKER_CHECK_SECONDS = 5.0
+TRACKER_CHECKS = 12
 
 
 def default_workers() -> int:
@@ -180,6 +187,9 @@ class ParsePool:
         self._in_pool = 0  # documents sent to the workers and not answered yet
         self._idle_timer: asyncio.TimerHandle | None = None
         self.pool_starts = 0  # how many times the workers were started (for tests and logs)
+        # The workers stopped last, until collected (see _stop_tracker).
+        self._stopped: weakref.ref[ProcessPoolExecutor] | None = None
+        self._tracker_checks = 0
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
@@ -270,6 +280,27 @@ class ParsePool:
         # Nothing is queued: shutting down only lets the processes exit.
         executor.shutdown(wait=False, cancel_futures=True)
         log.info("parse workers stopped after %.0f s without work", POOL_IDLE_SECONDS)
+        self._stopped = weakref.ref(executor)
+        self._tracker_checks = TRACKER_CHECKS
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            TRACKER_CHECK_SECONDS, self._stop_tracker
+        )
+
+    def _stop_tracker(self) -> None:
+        """Stop the resource tracker once the stopped workers are gone (``processes.py``)."""
+        self._idle_timer = None
+        if self._executor is not None:
+            return  # started again meanwhile: the tracker is needed
+        gc.collect()  # the stopped pool's queues give their semaphores back when collected
+        gone = self._stopped is None or self._stopped() is None
+        if gone and stop_resource_tracker():
+            log.info("multiprocessing resource tracker stopped: no child process left")
+            return
+        self._tracker_checks -= 1
+        if self._tracker_checks > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                TRACKER_CHECK_SECONDS, self._stop_tracker
+            )
 
     async def _in_worker(
         self,

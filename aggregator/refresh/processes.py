@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import multiprocessing
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.context import SpawnContext, SpawnProcess
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "SPAWN",
     "cap_malloc_arenas",
     "exit_with_parent",
+    "stop_resource_tracker",
     "tune_collector",
 ]
 
@@ -110,3 +113,23 @@ def tune_collector() -> None:
     """Collect less often: see GC_YOUNG_THRESHOLD."""
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def stop_resource_tracker() -> bool:
+    """Stop multiprocessing's resource tracker once no child process is left; True if it did.
+
+    Starting a spawned child starts the tracker, a Python process of its own (about 13 MB),
+    and nothing stops it when the children are gone: a service whose parse workers stopped
+    after a backlog kept it for good. The next child started starts a new one. Call it once
+    the stopped children's queues are collected: a semaphore they give back later would
+    start a tracker again (memory only). ``_stop`` is private; where it is missing the
+    tracker stays.
+    """
+    if multiprocessing.active_children():  # also reaps the children that have exited
+        return False
+    tracker = resource_tracker._resource_tracker
+    stop = getattr(tracker, "_stop", None)
+    if stop is None or getattr(tracker, "_fd", None) is None:
+        return False
+    stop()
+    return True
