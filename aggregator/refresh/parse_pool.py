@@ -30,7 +30,6 @@ budget, and the document is reported as one the parser process died on.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import math
 import os
@@ -291,7 +290,9 @@ class ParsePool:
         self._idle_timer = None
         if self._executor is not None:
             return  # started again meanwhile: the tracker is needed
-        gc.collect()  # the stopped pool's queues give their semaphores back when collected
+        # Gone once collected, its queues' semaphores given back with it (reference counting
+        # frees it when its threads end; a full collection here would stall the event loop
+        # for as long as it takes to walk the match index).
         gone = self._stopped is None or self._stopped() is None
         if gone and stop_resource_tracker():
             log.info("multiprocessing resource tracker stopped: no child process left")
