@@ -13,6 +13,7 @@ from datetime import timedelta
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.match.embedding import check_available
+from aggregator.match.prior import check_table
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.refresh.index import LocalStoryIndex, StoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
@@ -173,8 +174,10 @@ def open_index(
     ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``).
 
     Raises ``SemanticUnavailable`` naming the setting when ``semantic`` needs an extra that is
-    not installed (checked here, before a child process would fail on it)."""
+    not installed, and ``PriorTableUnavailable`` when the install lacks the word-frequency table
+    (checked here, before a child process would fail on it)."""
     check_available(semantic)
+    check_table()
     if own_process is None:
         own_process = shared_between_processes(storage.url)
     if own_process:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,26 @@ def test_a_missing_or_damaged_table_is_named(
     monkeypatch.setattr(prior, "TABLE", table)
     prior._keys.cache_clear()
     try:
-        with pytest.raises(prior.PriorTableUnavailable, match=str(table)):
-            prior._keys()
+        with pytest.raises(prior.PriorTableUnavailable, match=re.escape(str(table))):
+            prior.check_table()  # at start
+        with pytest.raises(prior.PriorTableUnavailable, match=re.escape(str(table))):
+            prior._keys()  # at the first look-up
     finally:
         prior._keys.cache_clear()
+
+
+def test_the_service_does_not_start_without_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aggregator.runtime import open_index
+    from aggregator.storage import open_storage
+
+    monkeypatch.setattr(prior, "TABLE", tmp_path / "missing.txt.gz")
+    storage = open_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        with pytest.raises(prior.PriorTableUnavailable, match=re.escape("missing.txt.gz")):
+            open_index(storage, timedelta(hours=48), lambda: datetime.now(UTC), own_process=False)
+    finally:
+        storage.close()

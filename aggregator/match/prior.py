@@ -57,6 +57,18 @@ def _word_hash(word: str) -> int:
     return int.from_bytes(digest, "big") >> BUCKET_BITS
 
 
+def check_table() -> None:
+    """Raise ``PriorTableUnavailable`` when the shipped table is missing or is not one: checked
+    at start (its header only), so a broken install does not fail feed by feed later."""
+    try:
+        with gzip.open(TABLE, "rt", encoding="utf-8") as table:
+            header = table.readline().rstrip("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise PriorTableUnavailable(f"cannot read the word-frequency table {TABLE}: {exc}") from exc
+    if header != HEADER:
+        raise PriorTableUnavailable(f"{TABLE} is not a word-frequency table (wrong header)")
+
+
 @cache
 def _keys() -> array[int]:
     """Sorted ``hash << BUCKET_BITS | bucket`` of every word in the table."""
