@@ -101,3 +101,32 @@ def test_the_service_does_not_start_without_the_table(
             open_index(storage, timedelta(hours=48), lambda: datetime.now(UTC), own_process=False)
     finally:
         storage.close()
+
+
+def test_text_caches_stay_small_however_large_the_vocabulary() -> None:
+    """A long-running service meets hundreds of thousands of distinct words (names, typos,
+    figures); the memoised token rules must not keep them all in every process."""
+    import random
+    import string
+    import tracemalloc
+
+    from aggregator.match import text
+
+    rng = random.Random(0)
+    words = [
+        "".join(rng.choices(string.ascii_letters, k=rng.randint(4, 11))) for _ in range(200_000)
+    ]
+    prior.prior_idf("news")  # the table itself is not what is measured
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for word in words:
+            text._ascii_word(word)
+            text._term(word.lower())
+            text._entity(word.capitalize())
+            text._rarity(word.lower())
+            prior._word_prior(word.upper())
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 30_000_000, f"the token caches hold {held / 1e6:.0f} MB"

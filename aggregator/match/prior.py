@@ -31,8 +31,10 @@ FLOOR_FREQUENCY = 1e-7
 # "says" -> 2.1, "stock" -> 3.4, "bankruptcy" -> 5.3, an unseen name -> 10.1.
 SHIFT = 6.0
 # Words whose prior is memoised: the index asks for it each time a term's document frequency
-# changes; a table look-up and the logarithm cost ~2 us, a cache hit well under 1 us.
-CACHE_TERMS = 1 << 18
+# changes; a table look-up and the logarithm cost ~3 us, a cache hit well under 1 us. Twice
+# text.TOKEN_CACHE (the parts of bigrams come through here too); see there for what the
+# caches hold when full.
+CACHE_TERMS = 1 << 15
 # Lowest prior weight: function words keep a small positive weight.
 MIN_PRIOR = 0.5
 
