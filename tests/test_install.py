@@ -41,4 +41,8 @@ def test_make_run_installs_no_extra_and_make_test_adds_dev() -> None:
     assert "DEV_STAMP" not in rules["run"] and "DEV_STAMP" not in rules["$(NATIVE)"]
     assert "$(DEV_STAMP)" in rules["test"]
     stamp = makefile.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
-    assert "pip install --quiet -e .\n" in stamp + "\n" and "[dev]" not in stamp
+    # The project itself with no extra (its bytecode is written by $(BYTECODE) beside the
+    # compile, hence --no-compile).
+    assert re.search(r"\$\(PIP\) install --quiet --no-compile -e \.\n", stamp + "\n")
+    assert "[dev]" not in stamp
+    assert "$(STAMP)" in rules["$(BYTECODE)"] and "$(BYTECODE)" in makefile.split("installs:")[1]
