@@ -289,3 +289,32 @@ def test_the_static_model_is_read_at_first_use_and_a_broken_one_is_named(tmp_pat
     assert lazy._loaded is None
     assert lazy(["Putin meets Erdogan"]).shape == (1, lazy.dimensions)
     assert lazy._loaded is not None
+
+
+def test_numpy_waits_for_the_first_text_to_embed() -> None:
+    """A service with nothing to match (``feeds: []``, a quiet start) does not load numpy,
+    about 17 MB; the first entry to match does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import aggregator.service, aggregator.runtime\n"
+        "from datetime import UTC, datetime\n"
+        "from aggregator.match import Matcher\n"
+        "from aggregator.match.embedding import load_embedder\n"
+        "from tests.factories import make_entry\n"
+        "m = Matcher(embedder=load_embedder('static'))\n"
+        "print('numpy' in sys.modules)\n"
+        "when = datetime(2024, 5, 1, tzinfo=UTC)\n"
+        "m.assign(make_entry('f', '1', 'Storm hits coast', published=when, content_hash='h'))\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.split() == ["False", "True"]

