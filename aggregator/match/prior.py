@@ -62,24 +62,30 @@ def _word_hash(word: str) -> int:
 def check_table() -> None:
     """Raise ``PriorTableUnavailable`` when the shipped table is missing or is not one: checked
     at start (its header only), so a broken install does not fail feed by feed later."""
+    _read_table(header_only=True)
+
+
+def _read_table(header_only: bool) -> list[str]:
+    """The table's lines (its header alone when ``header_only``), the header checked."""
     try:
-        with gzip.open(TABLE, "rt", encoding="utf-8") as table:
-            header = table.readline().rstrip("\n")
+        if header_only:
+            with gzip.open(TABLE, "rt", encoding="utf-8") as table:
+                lines = [table.readline().rstrip("\n")]
+        else:
+            lines = gzip.decompress(TABLE.read_bytes()).decode().split("\n")
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise PriorTableUnavailable(f"cannot read the word-frequency table {TABLE}: {exc}") from exc
-    if header != HEADER:
+    if lines[0] != HEADER:
         raise PriorTableUnavailable(f"{TABLE} is not a word-frequency table (wrong header)")
+    return lines
 
 
 @cache
 def _keys() -> array[int]:
     """Sorted ``hash << BUCKET_BITS | bucket`` of every word in the table."""
-    try:
-        lines = gzip.decompress(TABLE.read_bytes()).decode().split("\n")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise PriorTableUnavailable(f"cannot read the word-frequency table {TABLE}: {exc}") from exc
-    if lines[0] != HEADER or len(lines) - 1 > _BUCKET_MASK + 1:
-        raise PriorTableUnavailable(f"{TABLE} is not a word-frequency table (wrong header)")
+    lines = _read_table(header_only=False)
+    if len(lines) - 1 > _BUCKET_MASK + 1:
+        raise PriorTableUnavailable(f"{TABLE} holds more frequencies than a key can name")
     keys = sorted(
         _word_hash(word) << BUCKET_BITS | bucket
         for bucket, line in enumerate(lines[1:])

@@ -184,7 +184,9 @@ class ParsePool:
         self._entered = False
         self._inline = 0  # documents being parsed in this process now
         self._in_pool = 0  # documents sent to the workers and not answered yet
-        self._idle_timer: asyncio.TimerHandle | None = None
+        # The next step of going idle: stopping the workers, then the resource tracker (one
+        # pending at a time; work for the workers cancels it).
+        self._idle_step: asyncio.TimerHandle | None = None
         self.pool_starts = 0  # how many times the workers were started (for tests and logs)
         # The workers stopped last, until collected (see _stop_tracker).
         self._stopped: weakref.ref[ProcessPoolExecutor] | None = None
@@ -218,7 +220,7 @@ class ParsePool:
     async def aclose(self) -> None:
         """Stop the workers (waiting in a thread, so the event loop keeps running)."""
         self._entered = False
-        self._cancel_idle_timer()
+        self._cancel_idle_step()
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
@@ -255,7 +257,7 @@ class ParsePool:
                 log.info("%s: over %g s to parse here; parsing it in a worker", feed_url, budget)
             finally:
                 self._inline -= 1
-        self._cancel_idle_timer()
+        self._cancel_idle_step()
         self._in_pool += 1
         try:
             return await self._in_worker(content, headers, final_url, feed_url, now)
@@ -263,16 +265,16 @@ class ParsePool:
             self._in_pool -= 1
             if self._in_pool == 0 and stop_pool_when_idle(self.setting):
                 loop = asyncio.get_running_loop()
-                self._idle_timer = loop.call_later(POOL_IDLE_SECONDS, self._stop_idle)
+                self._idle_step = loop.call_later(POOL_IDLE_SECONDS, self._stop_idle)
 
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def _cancel_idle_step(self) -> None:
+        if self._idle_step is not None:
+            self._idle_step.cancel()
+            self._idle_step = None
 
     def _stop_idle(self) -> None:
         """Stop the workers after ``POOL_IDLE_SECONDS`` without a document (auto only)."""
-        self._idle_timer = None
+        self._idle_step = None
         if self._executor is None or self._in_pool:
             return
         executor, self._executor = self._executor, None
@@ -281,13 +283,13 @@ class ParsePool:
         log.info("parse workers stopped after %.0f s without work", POOL_IDLE_SECONDS)
         self._stopped = weakref.ref(executor)
         self._tracker_checks = TRACKER_CHECKS
-        self._idle_timer = asyncio.get_running_loop().call_later(
+        self._idle_step = asyncio.get_running_loop().call_later(
             TRACKER_CHECK_SECONDS, self._stop_tracker
         )
 
     def _stop_tracker(self) -> None:
         """Stop the resource tracker once the stopped workers are gone (``processes.py``)."""
-        self._idle_timer = None
+        self._idle_step = None
         if self._executor is not None:
             return  # started again meanwhile: the tracker is needed
         # Gone once collected, its queues' semaphores given back with it (reference counting
@@ -299,7 +301,7 @@ class ParsePool:
             return
         self._tracker_checks -= 1
         if self._tracker_checks > 0:
-            self._idle_timer = asyncio.get_running_loop().call_later(
+            self._idle_step = asyncio.get_running_loop().call_later(
                 TRACKER_CHECK_SECONDS, self._stop_tracker
             )
 
