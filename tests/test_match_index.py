@@ -49,9 +49,9 @@ def expected_mass(shares: list[dict[str, float]]) -> dict[str, float]:
 
 def assert_mass(story: StoryState, shares: list[dict[str, float]]) -> None:
     want = expected_mass(shares)
-    assert story.mass.keys() == want.keys()
+    assert story.mass_dict().keys() == want.keys()
     for term, value in want.items():
-        assert story.mass[term] == pytest.approx(value, abs=1e-9)
+        assert story.mass_of(term) == pytest.approx(value, abs=1e-9)
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -66,7 +66,8 @@ def test_mass_stays_the_sum_of_the_members_left(order: tuple[int, ...]) -> None:
         story.remove(members[n][0].key)
         left.remove(n)
         assert_mass(story, [members[k][1] for k in left])
-    assert story.mass == {} and story.solo is None and not story.member_mass
+    assert story.mass_dict() == {} and not story.slots
+    assert story.solo is None and not story.member_mass
 
 
 def test_a_members_own_share_is_given_back_exactly() -> None:

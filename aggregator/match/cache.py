@@ -34,7 +34,7 @@ class StoryCache:
         cached = self._norms.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
-        norm = self._index.centroid_norm(story.term_counts)
+        norm = self._index.centroid_norm(story)
         self._norms[story.story_id] = (story.size, norm)
         return norm
 
@@ -43,8 +43,9 @@ class StoryCache:
         cached = self._tops.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
-        idfs = self._index.idfs(story.mass)
-        ranked = query_terms(story.mass, idfs.__getitem__)
+        mass = story.mass_dict()
+        idfs = self._index.idfs(mass)
+        ranked = query_terms(mass, idfs.__getitem__)
         self._tops[story.story_id] = (story.size, ranked)
         return ranked
 
@@ -53,7 +54,7 @@ class StoryCache:
         cached = self._cohesions.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
-        value = cohesion(story.mass, story.size, self._index.idf)
+        value = cohesion(story.mass_dict(), story.size, self._index.idf)
         self._cohesions[story.story_id] = (story.size, value)
         return value
 

@@ -57,14 +57,34 @@ REP_FIRST = 4
 REP_LAST = 4
 
 
+# A story's mass below this is gone: what is left once a member's share is taken off a term
+# no member holds any more is rounding, not meaning.
+MASS_EPSILON = 1e-9
+
+
 @dataclass(slots=True)
 class StoryState:
-    """The aggregate of one story's members, updated as entries join or leave."""
+    """The aggregate of one story's members, updated as entries join or leave.
+
+    Per-term figures are packed: ``slots`` maps each term a member holds to its place in the
+    ``counts`` and ``mass`` arrays. One dict and two typed arrays take about 41 bytes per term
+    and story where a dict of counts, a dict of masses and a float object per mass took about
+    75 (200 feedgen feeds, 10,000 entries: 11.7 MB became 6.5). Slots freed by a leaving term
+    are reused by the next new one.
+    """
 
     story_id: str
     # In the order they joined (dicts keep it, and removing one costs O(1)).
     members: dict[tuple[str, str], Features] = field(default_factory=dict)
-    term_counts: dict[str, int] = field(default_factory=dict)
+    # Term -> slot, in the order the terms first joined (what iterating the terms follows).
+    slots: dict[str, int] = field(default_factory=dict)
+    # Members holding the term, by slot (0 in a free slot).
+    counts: array[int] = field(default_factory=lambda: array("i"))
+    # Sum over members of each term's share of the member's unit vector, without the IDF
+    # factor (applied when compared): the average-link signal between stories (``link.py``).
+    # 0.0 where no member with a share holds the term (see MASS_EPSILON).
+    mass: array[float] = field(default_factory=lambda: array("d"))
+    free: list[int] = field(default_factory=list)
     entity_counts: Counter[str] = field(default_factory=Counter)
     number_counts: Counter[str] = field(default_factory=Counter)
     # Members' figures by kind ("%", "$", ...): whether the story states a figure of a kind.
@@ -72,9 +92,6 @@ class StoryState:
     urls: Counter[str] = field(default_factory=Counter)
     wires: Counter[str] = field(default_factory=Counter)
     newest: datetime | None = None
-    # Sum over members of each term's share of the member's unit vector, without the IDF
-    # factor (applied when compared): the average-link signal between stories (``link.py``).
-    mass: dict[str, float] = field(default_factory=dict)
     # Each member's own share, to take it off again when the member leaves: packed as
     # doubles in the order of its ``Features.terms`` (~0.3 KB where a dict took ~1.6 KB).
     # The first member's share is not packed while it is the only one: it *is* ``mass``.
@@ -90,32 +107,66 @@ class StoryState:
         """Number of member entries."""
         return len(self.members)
 
-    def add(self, feats: Features, mass: dict[str, float] | None = None) -> list[str]:
+    def count(self, term: str) -> int:
+        """Members holding ``term``."""
+        slot = self.slots.get(term)
+        return 0 if slot is None else self.counts[slot]
+
+    def mass_of(self, term: str) -> float:
+        """The story's mass of ``term``; 0.0 when it has none."""
+        slot = self.slots.get(term)
+        return 0.0 if slot is None else self.mass[slot]
+
+    def has_mass(self, term: str) -> bool:
+        """Whether the story has a share of ``term`` (the terms of ``mass_dict``)."""
+        slot = self.slots.get(term)
+        return slot is not None and self.mass[slot] > 0.0
+
+    def mass_dict(self) -> dict[str, float]:
+        """The story's mass by term, the terms in the order they joined."""
+        mass = self.mass
+        out = {}
+        for term, slot in self.slots.items():
+            value = mass[slot]
+            if value > 0.0:
+                out[term] = value
+        return out
+
+    def add(self, feats: Features, mass: Mapping[str, float] | None = None) -> list[str]:
         """Add a member (with its unit-vector ``mass``); return the index terms new here."""
         self.members[feats.key] = feats
         if mass:
             if self.solo is None and not self.member_mass:
-                # A one-member story's sum is its member's vector: shared until a second
-                # member joins (most stories in a window have one member).
-                self.mass = mass
+                # The first member with a share: the story's sum is its vector, read back from
+                # the sum until a second one joins (most stories have one member).
                 self.solo = feats.key
             else:
                 if self.solo is not None:
-                    solo = self.members[self.solo]
-                    self.member_mass[self.solo] = _pack(self.mass, solo)
-                    self.mass = dict(self.mass)
+                    self.member_mass[self.solo] = self._share(self.members[self.solo])
                     self.solo = None
-                total = self.mass
-                for term, value in mass.items():
-                    total[term] = total.get(term, 0.0) + value
                 self.member_mass[feats.key] = _pack(mass, feats)
         fresh = []
-        counts = self.term_counts
+        slots = self.slots
+        counts = self.counts
+        total = self.mass
+        free = self.free
         for term in feats.all_terms:
-            count = counts.get(term, 0)
-            if not count:
+            value = 0.0 if not mass else mass.get(term, 0.0)
+            slot = slots.get(term)
+            if slot is None:
                 fresh.append(term)
-            counts[term] = count + 1
+                if free:
+                    slot = free.pop()
+                    counts[slot] = 1
+                    total[slot] = value
+                else:
+                    slot = len(counts)
+                    counts.append(1)
+                    total.append(value)
+                slots[term] = slot
+            else:
+                counts[slot] += 1
+                total[slot] += value
         self.entity_counts.update(feats.entities)
         self.number_counts.update(feats.numbers)
         self.number_kinds.update(number_kinds(feats.numbers))
@@ -130,26 +181,27 @@ class StoryState:
     def remove(self, key: tuple[str, str]) -> list[str]:
         """Remove a member; return the index terms no member holds any more."""
         feats = self.members.pop(key)
+        share = self.member_mass.pop(key, None)
         if key == self.solo:
-            self.mass = {}  # the sole member's own vector (see add)
+            share = self._share(feats)
             self.solo = None
-        removed = self.member_mass.pop(key, None)
-        if removed is not None:
-            total = self.mass
-            for term, value in zip(feats.terms, removed, strict=True):
-                left = total.get(term, 0.0) - value
-                if left > 1e-9:
-                    total[term] = left
-                else:
-                    total.pop(term, None)
         gone = []
-        counts = self.term_counts
-        for term in feats.all_terms:
-            left_count = counts[term] - 1
+        slots = self.slots
+        counts = self.counts
+        total = self.mass
+        for i, term in enumerate(feats.all_terms):
+            slot = slots[term]
+            left_count = counts[slot] - 1
             if left_count > 0:
-                counts[term] = left_count
+                counts[slot] = left_count
+                if share is not None:
+                    left = total[slot] - share[i]
+                    total[slot] = left if left > MASS_EPSILON else 0.0
             else:
-                del counts[term]
+                del slots[term]
+                counts[slot] = 0
+                total[slot] = 0.0
+                self.free.append(slot)
                 gone.append(term)
         _discount(self.entity_counts, feats.entities)
         _discount(self.number_counts, feats.numbers)
@@ -174,11 +226,17 @@ class StoryState:
     def vector_of(self, key: tuple[str, str]) -> dict[str, float] | None:
         """A member's own share of ``mass`` (see ``add``), None when it has none."""
         if key == self.solo:
-            return self.mass
+            return dict(zip(self.members[key].terms, self._share(self.members[key]), strict=True))
         packed = self.member_mass.get(key)
         if packed is None:
             return None
         return dict(zip(self.members[key].terms, packed, strict=True))
+
+    def _share(self, feats: Features) -> array[float]:
+        """The solo member's share: the story's mass at each of its terms."""
+        slots = self.slots
+        mass = self.mass
+        return array("d", [mass[slots[term]] for term in feats.terms])
 
 
 def _pack(mass: Mapping[str, float], feats: Features) -> array[float]:
@@ -255,13 +313,15 @@ class TermIndex:
             out[term] = c * log_docs + d
         return out
 
-    def centroid_norm(self, counts: Mapping[str, int]) -> float:
+    def centroid_norm(self, story: StoryState) -> float:
         """Norm of the story centroid ``(1 + ln count) * idf`` (``score.story_norm``), fused."""
-        idfs = self.idfs(counts)
+        slots = story.slots
+        counts = story.counts
+        idfs = self.idfs(slots)
         log = math.log
         total = 0.0
-        for term, count in counts.items():
-            weight = (1.0 + log(count)) * idfs[term]
+        for term, slot in slots.items():
+            weight = (1.0 + log(counts[slot])) * idfs[term]
             total += weight * weight
         return math.sqrt(total)
 

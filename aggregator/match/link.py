@@ -1,7 +1,7 @@
 """Average link between stories: the signal that lets stories told in different words merge.
 
 Each member is an IDF-weighted unit vector over its terms. A story keeps, per term, the sum of
-its members' components without the IDF factor (``StoryState.mass``), so the average cosine
+its members' components without the IDF factor (``StoryState.mass``, packed), so the average cosine
 over every (member of A, member of B) pair is one sparse dot product of the two sums divided by
 ``|A| * |B|``. Average link does not chain: one bridging headline adds only ``1 / (|A| * |B|)``
 of its similarity, where single link would join the two stories outright.
@@ -84,6 +84,27 @@ def average_link(
     return dot / (size_a * size_b), [t for _, t in top]
 
 
+def story_link(
+    a: Mapping[str, float], size_a: int, story: StoryState, idf: Idf
+) -> tuple[float, list[str]]:
+    """:func:`average_link` of a mass (an entry's, or a story's ``mass_dict``) and a story,
+    read from the story's packed sums."""
+    slots = story.slots
+    mass = story.mass
+    dot = 0.0
+    parts: list[tuple[float, str]] = []
+    for term in a.keys() & slots.keys():
+        theirs = mass[slots[term]]
+        if theirs <= 0.0:
+            continue  # held by members without a share only
+        weight = idf(term)
+        part = a[term] * theirs * weight * weight
+        dot += part
+        parts.append((part, term))
+    top = sorted(parts, reverse=True)[:LINK_TERMS_SHOWN]
+    return dot / (size_a * story.size), [t for _, t in top]
+
+
 def query_terms(mass: Mapping[str, float], idf: Idf, limit: int = LINK_QUERY_TERMS) -> list[str]:
     """The most telling terms of a mass (highest mass x IDF first): where neighbours are found.
 
@@ -136,6 +157,11 @@ def anchors_agree(a: Mapping[str, float], b: Mapping[str, float], idf: Idf) -> b
 def anchors_present(ranked: Sequence[str], other: Mapping[str, float]) -> bool:
     """True when one of the first ``ANCHOR_TERMS`` of ``ranked`` (see query_terms) is in other."""
     return any(t in other for t in ranked[:ANCHOR_TERMS])
+
+
+def anchors_held(ranked: Sequence[str], story: StoryState) -> bool:
+    """:func:`anchors_present` in a story's mass."""
+    return any(story.has_mass(t) for t in ranked[:ANCHOR_TERMS])
 
 
 def cohesion(mass: Mapping[str, float], size: int, idf: Idf) -> float:

@@ -15,11 +15,12 @@ from aggregator.match.link import (
     LINK_CANDIDATES,
     RELATIVE_MIN_SIZE,
     StoryMerge,
+    anchors_held,
     anchors_present,
-    average_link,
     check_due,
     figures_conflict,
     query_terms,
+    story_link,
     unit_mass,
 )
 from aggregator.match.score import (
@@ -330,7 +331,7 @@ class Matcher:
                 continue
             if figures_conflict(feats.numbers, story.number_counts, story.number_kinds):
                 continue
-            link, top = average_link(mass, 1, story.mass, story.size, idf)
+            link, top = story_link(mass, 1, story, idf)
             link *= proximity(feats.published, story.newest)
             link -= days_apart(feats.published, story.newest) * self.config.day_penalty
             if link >= self.config.link_threshold:
@@ -353,17 +354,18 @@ class Matcher:
         scored: list[tuple[float, list[str], StoryState]] = []
         ranked = self._cache.top_terms(story)
         query = {t: len(ranked) - i for i, t in enumerate(ranked)}
+        mass = story.mass_dict()
         for other_id in self.index.candidates(query, LINK_CANDIDATES + 1):
             other = self.stories[other_id]
             if other is story or not self._may_merge(story, other):
                 continue
-            link, top = average_link(story.mass, story.size, other.mass, other.size, idf)
+            link, top = story_link(mass, story.size, other, idf)
             link *= proximity(story.newest, other.newest)
             link -= days_apart(story.newest, other.newest) * self.config.day_penalty
             if link >= self.config.link_threshold or self._alike(story, other, link):
                 scored.append((link, top, other))
         scored.sort(key=lambda item: item[0], reverse=True)
-        best = next((s for s in scored if self._anchored(ranked, story.mass, s[2])), None)
+        best = next((s for s in scored if self._anchored(ranked, mass, s[2])), None)
         if best is None:
             return
         link, top, other = best
@@ -375,9 +377,7 @@ class Matcher:
 
     def _anchored(self, ranked: list[str], mass: dict[str, float], story: StoryState) -> bool:
         """:func:`~aggregator.match.link.anchors_agree` with each side's ranked terms."""
-        return anchors_present(ranked, story.mass) and anchors_present(
-            self._cache.top_terms(story), mass
-        )
+        return anchors_held(ranked, story) and anchors_present(self._cache.top_terms(story), mass)
 
     def _alike(self, a: StoryState, b: StoryState, link: float) -> bool:
         """Two established stories about as close to each other as their own members are."""
@@ -464,7 +464,7 @@ class Matcher:
         does member by member, at once: the story's own sums are not kept up to date on the
         way out, only the index's (about half the cost of removing its members one by one)."""
         story = self.stories.pop(story_id)
-        self.index.unlink(story_id, story.term_counts)
+        self.index.unlink(story_id, story.slots)
         entry_story, urls, wires = self._entry_story, self._urls, self._wires
         forget = self.index.forget
         for key, feats in story.members.items():

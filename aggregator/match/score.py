@@ -249,7 +249,8 @@ def centroid_weight(count: int, idf_value: float) -> float:
 def story_norm(story: StoryState, idf: Idf) -> float:
     """Euclidean norm of the story centroid."""
     log = math.log
-    return math.sqrt(sum(((1.0 + log(c)) * idf(t)) ** 2 for t, c in story.term_counts.items()))
+    counts = story.counts
+    return math.sqrt(sum(((1.0 + log(counts[s])) * idf(t)) ** 2 for t, s in story.slots.items()))
 
 
 def score(
@@ -284,7 +285,8 @@ def score_above(
     fuzzy title match, the costliest signal, is computed last and only when a perfect one
     could lift the score above ``floor`` (the caller's best so far).
     """
-    counts = story.term_counts
+    slots = story.slots
+    counts = story.counts
     weights = query.weights
     idfs = query.idfs
     full = config.full_share * story.size
@@ -293,10 +295,10 @@ def score_above(
     covered = 0.0
     owned = 0.0
     dfget = df.get
-    common = weights.keys() & counts.keys()
+    common = weights.keys() & slots.keys()
     for term in common:
         w = weights[term]
-        count = counts[term]
+        count = counts[slots[term]]
         dot += w * (1.0 + log(count)) * idfs[term]
         covered += w * min(1.0, count / full)
         owned += w * min(1.0, count / max(1, dfget(term, 0)))
@@ -337,9 +339,9 @@ def entity_miss(query: Query, story: StoryState) -> float:
         return 0.0
     missed = 0.0
     entity_counts = story.entity_counts
-    term_counts = story.term_counts
+    slots = story.slots
     for ent, w in query.entity_idfs.items():
-        if ent not in entity_counts and ent not in term_counts:
+        if ent not in entity_counts and ent not in slots:
             missed += w
     return missed / query.entity_total
 
