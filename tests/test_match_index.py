@@ -1,4 +1,4 @@
-"""StoryState keeps the story's vector sum exact as members join, leave and move (packed shares)."""
+"""StoryState keeps the story's vector sum exact as members join, leave and move (packed sums)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.match.index import StoryState
-from aggregator.match.text import Features, features
+from aggregator.match.index import StoryState, shares
+from aggregator.match.text import BIGRAM_WEIGHT, Features, features
 from aggregator.types import Entry
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -21,7 +21,8 @@ TITLES = (
 )
 
 
-def member(n: int) -> tuple[Features, dict[str, float]]:
+def member(n: int) -> tuple[Features, float]:
+    """An entry's features and a norm of its term weights."""
     entry = Entry(
         feed_url=f"https://outlet{n}.example/feed",
         entry_id=f"e{n}",
@@ -34,21 +35,23 @@ def member(n: int) -> tuple[Features, dict[str, float]]:
         first_seen=T0,
         content_hash=f"{n:064x}",
     )
-    feats = features(entry)
-    rng = random.Random(n)
-    return feats, {term: rng.uniform(0.01, 1.0) for term in feats.terms}
+    return features(entry), random.Random(n).uniform(1.0, 9.0)
 
 
-def expected_mass(shares: list[dict[str, float]]) -> dict[str, float]:
+def share(feats: Features, norm: float) -> dict[str, float]:
+    return dict(zip(feats.terms, shares(feats, norm), strict=True))
+
+
+def expected_mass(parts: list[dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {}
-    for share in shares:
-        for term, value in share.items():
+    for part in parts:
+        for term, value in part.items():
             total[term] = total.get(term, 0.0) + value
     return total
 
 
-def assert_mass(story: StoryState, shares: list[dict[str, float]]) -> None:
-    want = expected_mass(shares)
+def assert_mass(story: StoryState, parts: list[dict[str, float]]) -> None:
+    want = expected_mass(parts)
     assert story.mass_dict().keys() == want.keys()
     for term, value in want.items():
         assert story.mass_of(term) == pytest.approx(value, abs=1e-9)
@@ -58,41 +61,59 @@ def assert_mass(story: StoryState, shares: list[dict[str, float]]) -> None:
 def test_mass_stays_the_sum_of_the_members_left(order: tuple[int, ...]) -> None:
     members = [member(n) for n in range(3)]
     story = StoryState("s")
-    for feats, share in members:
-        story.add(feats, share)
-    assert_mass(story, [share for _, share in members])
+    for feats, norm in members:
+        story.add(feats, norm)
+    assert_mass(story, [share(*m) for m in members])
     left = list(range(3))
     for n in order:
         story.remove(members[n][0].key)
         left.remove(n)
-        assert_mass(story, [members[k][1] for k in left])
-    assert story.mass_dict() == {} and not story.slots
-    assert story.solo is None and not story.member_mass
+        assert_mass(story, [share(*members[k]) for k in left])
+        assert sorted(story.slots) == sorted({t for k in left for t in members[k][0].terms})
+    assert story.mass_dict() == {} and not story.slots and not story.norms
 
 
-def test_a_members_own_share_is_given_back_exactly() -> None:
+def test_a_member_leaves_with_the_norm_it_came_with() -> None:
     members = [member(n) for n in range(3)]
     story = StoryState("s")
-    story.add(*members[0])
-    # Alone, the member's share is the story's sum itself, not a packed copy.
-    assert story.solo == members[0][0].key and not story.member_mass
-    assert story.vector_of(members[0][0].key) == members[0][1]
-    for feats, share in members[1:]:
-        story.add(feats, share)
-    assert story.solo is None
-    for feats, share in members:
-        got = story.vector_of(feats.key)
-        assert got is not None and got.keys() == share.keys()
-        assert all(got[t] == pytest.approx(v) for t, v in share.items())
+    for feats, norm in members:
+        story.add(feats, norm)
+    for feats, norm in members:
+        assert story.norm_of(feats.key) == norm
+    story.remove(members[1][0].key)
+    assert story.norm_of(members[2][0].key) == members[2][1]
+    with pytest.raises(KeyError):
+        story.norm_of(members[1][0].key)
 
 
-def test_a_member_without_terms_carries_no_share() -> None:
-    feats, share = member(0)
-    empty, _ = member(1)
+def test_a_share_is_the_weight_factor_over_the_norm() -> None:
+    feats, norm = member(1)
+    got = share(feats, norm)
+    assert got[feats.title_terms[0]] == 1.0 / norm
+    assert got[feats.bigrams[0]] == BIGRAM_WEIGHT / norm
+    assert shares(feats, 0.0) == [0.0] * len(feats.terms)
+
+
+def test_freed_slots_are_reused() -> None:
+    members = [member(n) for n in range(3)]
     story = StoryState("s")
-    story.add(empty, {})
-    story.add(feats, share)
-    assert story.solo == feats.key  # the first member with a share
-    assert story.vector_of(empty.key) is None
-    story.remove(empty.key)
-    assert_mass(story, [share])
+    for feats, norm in members[:2]:
+        story.add(feats, norm)
+    used = len(story.counts)
+    story.remove(members[0][0].key)
+    story.add(*members[2])
+    assert len(story.counts) <= used + len(set(members[2][0].terms) - set(members[0][0].terms))
+    assert_mass(story, [share(*members[1]), share(*members[2])])
+
+
+def test_a_member_without_a_share_counts_its_terms_only() -> None:
+    feats, norm = member(0)
+    bare, _ = member(1)
+    story = StoryState("s")
+    story.add(bare)
+    story.add(feats, norm)
+    assert all(story.count(t) >= 1 for t in bare.terms)
+    assert_mass(story, [share(feats, norm)])
+    assert story.norm_of(bare.key) == 0.0
+    story.remove(bare.key)
+    assert_mass(story, [share(feats, norm)])

@@ -92,11 +92,10 @@ class StoryState:
     urls: Counter[str] = field(default_factory=Counter)
     wires: Counter[str] = field(default_factory=Counter)
     newest: datetime | None = None
-    # Each member's own share, to take it off again when the member leaves: packed as
-    # doubles in the order of its ``Features.terms`` (~0.3 KB where a dict took ~1.6 KB).
-    # The first member's share is not packed while it is the only one: it *is* ``mass``.
-    member_mass: dict[tuple[str, str], array[float]] = field(default_factory=dict)
-    solo: tuple[str, str] | None = None
+    # The norm of each member's term weights, in the order of ``members`` (0.0: no share).
+    # A member's share of a term is its weight factor over this norm (``shares``), so eight
+    # bytes give back what it added to ``mass`` exactly, where its packed shares took ~0.3 KB.
+    norms: array[float] = field(default_factory=lambda: array("d"))
     # Creation order (older stories keep their id when two merge) and the size at which the
     # story is next compared with its neighbours.
     born: int = 0
@@ -132,26 +131,17 @@ class StoryState:
                 out[term] = value
         return out
 
-    def add(self, feats: Features, mass: Mapping[str, float] | None = None) -> list[str]:
-        """Add a member (with its unit-vector ``mass``); return the index terms new here."""
+    def add(self, feats: Features, norm: float = 0.0) -> list[str]:
+        """Add a member whose term weights have this ``norm`` (0.0: it brings no share of
+        ``mass``); return the index terms new here."""
         self.members[feats.key] = feats
-        if mass:
-            if self.solo is None and not self.member_mass:
-                # The first member with a share: the story's sum is its vector, read back from
-                # the sum until a second one joins (most stories have one member).
-                self.solo = feats.key
-            else:
-                if self.solo is not None:
-                    self.member_mass[self.solo] = self._share(self.members[self.solo])
-                    self.solo = None
-                self.member_mass[feats.key] = _pack(mass, feats)
+        self.norms.append(norm)
         fresh = []
         slots = self.slots
         counts = self.counts
         total = self.mass
         free = self.free
-        for term in feats.all_terms:
-            value = 0.0 if not mass else mass.get(term, 0.0)
+        for term, value in zip(feats.all_terms, shares(feats, norm), strict=True):
             slot = slots.get(term)
             if slot is None:
                 fresh.append(term)
@@ -180,23 +170,20 @@ class StoryState:
 
     def remove(self, key: tuple[str, str]) -> list[str]:
         """Remove a member; return the index terms no member holds any more."""
+        position = self._position(key)
+        norm = self.norms.pop(position)
         feats = self.members.pop(key)
-        share = self.member_mass.pop(key, None)
-        if key == self.solo:
-            share = self._share(feats)
-            self.solo = None
         gone = []
         slots = self.slots
         counts = self.counts
         total = self.mass
-        for i, term in enumerate(feats.all_terms):
+        for term, value in zip(feats.all_terms, shares(feats, norm), strict=True):
             slot = slots[term]
             left_count = counts[slot] - 1
             if left_count > 0:
                 counts[slot] = left_count
-                if share is not None:
-                    left = total[slot] - share[i]
-                    total[slot] = left if left > MASS_EPSILON else 0.0
+                left = total[slot] - value
+                total[slot] = left if left > MASS_EPSILON else 0.0
             else:
                 del slots[term]
                 counts[slot] = 0
@@ -214,6 +201,18 @@ class StoryState:
             self.newest = max((m.published for m in self.members.values()), default=None)
         return gone
 
+    def norm_of(self, key: tuple[str, str]) -> float:
+        """The norm a member was added with (0.0: it brought no share)."""
+        return self.norms[self._position(key)]
+
+    def _position(self, key: tuple[str, str]) -> int:
+        """Where a member is in ``members`` (and ``norms``): a scan, as members leave a story
+        only when edited, split or merged."""
+        for position, member in enumerate(self.members):
+            if member == key:
+                return position
+        raise KeyError(key)
+
     def representatives(self) -> list[Features]:
         """The first and the latest members, compared one by one in the fuzzy signal."""
         members = self.members
@@ -223,25 +222,13 @@ class StoryState:
         last = list(itertools.islice(reversed(members.values()), REP_LAST))
         return first + last[::-1]
 
-    def vector_of(self, key: tuple[str, str]) -> dict[str, float] | None:
-        """A member's own share of ``mass`` (see ``add``), None when it has none."""
-        if key == self.solo:
-            return dict(zip(self.members[key].terms, self._share(self.members[key]), strict=True))
-        packed = self.member_mass.get(key)
-        if packed is None:
-            return None
-        return dict(zip(self.members[key].terms, packed, strict=True))
 
-    def _share(self, feats: Features) -> array[float]:
-        """The solo member's share: the story's mass at each of its terms."""
-        slots = self.slots
-        mass = self.mass
-        return array("d", [mass[slots[term]] for term in feats.terms])
-
-
-def _pack(mass: Mapping[str, float], feats: Features) -> array[float]:
-    """``mass`` as doubles in the order of ``feats.terms`` (every term has a share)."""
-    return array("d", [mass[term] for term in feats.terms])
+def shares(feats: Features, norm: float) -> list[float]:
+    """A member's share of each of its terms: its unit vector's components without the IDF
+    factor (``factor * idf / norm`` over ``idf``); all 0.0 when ``norm`` is 0.0."""
+    if not norm:
+        return [0.0] * len(feats.terms)
+    return [factor / norm for factor in feats.factors()]
 
 
 def number_kinds(figures: Iterable[str]) -> list[str]:

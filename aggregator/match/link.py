@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aggregator.match.index import StoryState, number_kinds, top_keys
+from aggregator.match.index import StoryState, number_kinds, shares, top_keys
+from aggregator.match.text import Features
 
 Idf = Callable[[str], float]
 
@@ -60,12 +61,12 @@ class StoryMerge:
     evidence: Mapping[str, object]
 
 
-def unit_mass(weights: Mapping[str, float], idf: Idf) -> dict[str, float]:
-    """An entry's unit-vector components divided by each term's IDF (see module docstring)."""
-    norm = math.sqrt(sum(w * w for w in weights.values()))
+def unit_mass(feats: Features, norm: float) -> dict[str, float]:
+    """An entry's unit-vector components divided by each term's IDF (see module docstring),
+    given the norm of its term weights: its ``shares`` by term."""
     if not norm:
         return {}
-    return {t: w / (norm * idf(t)) for t, w in weights.items()}
+    return dict(zip(feats.terms, shares(feats, norm), strict=True))
 
 
 def average_link(

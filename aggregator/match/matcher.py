@@ -229,10 +229,10 @@ class Matcher:
             return
         for key in list(state.members):
             feats = state.members[key]
-            mass = state.vector_of(key)
+            norm = state.norm_of(key)
             vector = self.semantic.member(other, key) if self.semantic is not None else None
             self._remove(key, other, forget=False)
-            self._add(feats, into, mass=mass, observe=False, vector=vector)
+            self._add(feats, into, norm=norm, observe=False, vector=vector)
 
     def story_of(self, entry_key: EntryKey) -> str | None:
         """The story an indexed entry currently belongs to."""
@@ -317,7 +317,7 @@ class Matcher:
         """Join the story whose members the entry resembles on average, if close enough."""
         idf = self.index.idf
         query = self._query(feats)
-        mass = unit_mass(query.weights, query.idfs.__getitem__)
+        mass = unit_mass(feats, query.norm)
         scored: list[tuple[float, list[str], str]] = []
         last = self._last_found
         if last is not None and last[0] is feats and LINK_CANDIDATES <= MAX_CANDIDATES:
@@ -432,21 +432,21 @@ class Matcher:
         self,
         feats: Features,
         story_id: str,
-        mass: dict[str, float] | None = None,
+        norm: float | None = None,
         observe: bool = True,
         vector: AnyVector | None = None,
     ) -> None:
-        """Index ``feats`` under ``story_id``; ``mass`` and ``observe`` off when moving it;
-        ``vector``: its meaning vector, if the signal is on."""
+        """Index ``feats`` under ``story_id``; ``norm`` (of its term weights when it joined
+        first) and ``observe`` off when moving it; ``vector``: its meaning vector, if the signal
+        is on."""
         story = self.stories.get(story_id)
         if story is None:
             self._born += 1
             story = self.stories[story_id] = StoryState(story_id, born=self._born)
-        if mass is None:
+        if norm is None:
             # The IDF has not moved since decide() prepared this entry: reuse its weights.
-            query = self._query(feats)
-            mass = unit_mass(query.weights, query.idfs.__getitem__)
-        self.index.link(story_id, story.add(feats, mass))
+            norm = self._query(feats).norm
+        self.index.link(story_id, story.add(feats, norm))
         if observe:
             self.index.observe(feats.all_terms)
         self._entry_story[feats.key] = story_id

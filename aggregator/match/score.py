@@ -19,15 +19,10 @@ from aggregator.match.link import (
     RELATIVE_LINK,
     figures_conflict,
 )
-from aggregator.match.text import Features
+from aggregator.match.text import BIGRAM_WEIGHT, SUMMARY_WEIGHT, Features
 
 Idf = Callable[[str], float]
 
-# Weight of a term found only in the summary, relative to a title term: summaries are longer
-# and wander (background paragraphs), the headline states the event.
-SUMMARY_WEIGHT = 0.5
-# Extra factor on shared title bigrams ("interest rate", "idlib zone") over their unigrams.
-BIGRAM_WEIGHT = 0.6
 # Share of a story's members that must hold a term for it to count fully in the coverage
 # signal (UCI stories are topic-level, so a term in 15% of members is characteristic).
 # 0.15 with the defaults gives P .906 R .421; 0.34 gave fewer joins into big stories.

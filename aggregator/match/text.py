@@ -247,6 +247,13 @@ def _wire_of(summary_words: list[str]) -> str | None:
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 
 
+# Weight of a term found only in the summary, relative to a title term: summaries are longer
+# and wander (background paragraphs), the headline states the event.
+SUMMARY_WEIGHT = 0.5
+# Extra factor on shared title bigrams ("interest rate", "idlib zone") over their unigrams.
+BIGRAM_WEIGHT = 0.6
+
+
 @dataclass(frozen=True, slots=True)
 class Features:
     """The matching features of one entry, computed once.
@@ -288,6 +295,13 @@ class Features:
     def bigrams(self) -> tuple[str, ...]:
         """Adjacent title term pairs."""
         return self.terms[self.title_count + self.summary_count :]
+
+    def factors(self) -> list[float]:
+        """Each term's weight relative to its IDF, in the order of ``terms``: 1 in the title,
+        SUMMARY_WEIGHT in the summary only, BIGRAM_WEIGHT for a title bigram."""
+        title, summary = self.title_count, self.summary_count
+        bigrams = len(self.terms) - title - summary
+        return [1.0] * title + [SUMMARY_WEIGHT] * summary + [BIGRAM_WEIGHT] * bigrams
 
     @property
     def all_terms(self) -> tuple[str, ...]:
