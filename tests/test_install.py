@@ -21,7 +21,7 @@ def test_runtime_dependencies_hold_no_development_tools() -> None:
     runtime = _names(PYPROJECT["project"]["dependencies"])
     assert not runtime & DEVELOPMENT_ONLY
     # The meaning model of matching is part of the default service.
-    assert {"numpy", "tokenizers", "safetensors"} <= runtime
+    assert {"numpy", "tokenizers"} <= runtime
     dev = _names(PYPROJECT["project"]["optional-dependencies"]["dev"])
     assert {"pytest", "mypy", "ruff"} <= dev
 

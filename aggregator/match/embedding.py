@@ -15,6 +15,9 @@ Nothing here downloads anything.
 from __future__ import annotations
 
 import importlib.util
+import json
+import mmap
+import struct
 import threading
 from collections.abc import Sequence
 from functools import cache
@@ -47,7 +50,8 @@ class StaticEmbedder:
     """Unit vectors of texts from the static model: the mean of their tokens' rows.
 
     The files are checked when it is made and read at the first call: a service with nothing
-    to match yet (an empty feed list, a quiet start) does not hold the model's ~30 MB.
+    to match yet (an empty feed list, a quiet start) holds neither the tokenizer (about 11 MB)
+    nor any page of the weights.
     """
 
     def __init__(self, folder: Path = STATIC_MODEL) -> None:
@@ -90,12 +94,11 @@ class StaticEmbedder:
 
 def _read_model(folder: Path) -> tuple[Tokenizer, NDArray[np.float16], int | None]:
     """The tokenizer, the embedding rows and the unknown token's id (None without one)."""
-    from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
     try:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        weights: NDArray[np.float16] = load_file(str(folder / "model.safetensors"))["embeddings"]
+        weights = map_weights(folder / "model.safetensors")
     # tokenizers reports a damaged file as a bare Exception: every failure here is the
     # install's, named with the folder.
     except Exception as exc:
@@ -103,6 +106,53 @@ def _read_model(folder: Path) -> tuple[Tokenizer, NDArray[np.float16], int | Non
     name = getattr(tokenizer.model, "unk_token", None)
     # The unknown token says nothing about a text's meaning (model2vec drops it too).
     return tokenizer, weights, tokenizer.token_to_id(name) if name else None
+
+
+def map_weights(path: Path) -> NDArray[np.float16]:
+    """The model's ``embeddings`` matrix, mapped read-only from the file, not read into memory.
+
+    Only the rows of tokens the texts use are ever paged in, and the kernel may drop them again
+    under memory pressure (they are clean file pages): 200 feedgen feeds touch 43 % of the
+    rows' pages, so the service holds about 6 of the 15 MB. The file is in the safetensors
+    layout (an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+    shape and byte range, then the data), which is read here directly: the library copies
+    every tensor into memory.
+    """
+    import numpy as np
+
+    with path.open("rb") as file:
+        # The mapping keeps its own handle on the file: the array holds it open.
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(mapped)
+    if size < 8:
+        raise ValueError(f"{path.name}: {size} bytes, too short for a safetensors header")
+    (length,) = struct.unpack_from("<Q", mapped, 0)
+    if length > size - 8:
+        raise ValueError(f"{path.name}: the header claims {length} bytes of {size - 8}")
+    header = json.loads(mapped[8 : 8 + length])
+    tensor = header.get("embeddings") if isinstance(header, dict) else None
+    if not isinstance(tensor, dict):
+        raise ValueError(f"{path.name}: no 'embeddings' tensor")
+    shape, offsets = _pair(tensor.get("shape")), _pair(tensor.get("data_offsets"))
+    if tensor.get("dtype") != "F16" or shape is None or offsets is None:
+        raise ValueError(f"{path.name}: 'embeddings' is not a float16 matrix")
+    (rows, columns), (begin, end) = shape, offsets
+    if end - begin != rows * columns * 2 or begin < 0 or 8 + length + end > size:
+        raise ValueError(f"{path.name}: 'embeddings' does not fit the file")
+    matrix = np.frombuffer(
+        mapped, dtype=np.float16, count=rows * columns, offset=8 + length + begin
+    )
+    return matrix.reshape(rows, columns)
+
+
+def _pair(value: object) -> tuple[int, int] | None:
+    """``value`` as a pair of non-negative integers (a shape or a byte range), else None."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    first, second = value
+    if isinstance(first, int) and isinstance(second, int) and first >= 0 and second >= 0:
+        return first, second
+    return None
 
 
 def check_available(kind: SemanticSignal) -> None:
