@@ -332,7 +332,7 @@ def test_an_index_emptied_by_expiry_and_by_its_bound_holds_nothing_more() -> Non
         matcher.expire(ANKARA + timedelta(days=31))
         assert matcher.stories == {} and matcher.entries == 0
         index = matcher.index
-        assert index.df == {} and index.postings == {} and index.docs == 0
+        assert index.terms == 0 and index.docs == 0
         assert matcher._urls == {} and matcher._wires == {}
         # A later report starts afresh.
         late = matcher.assign(replace_time(ANKARA_REPORTS[0], ANKARA + timedelta(days=32)))

@@ -80,7 +80,7 @@ def test_pruned_candidates_could_not_have_scored_above_the_floor() -> None:
     idf = matcher.index.idf
     query = prepare(a, idf)
     norm = story_norm(story, idf)
-    df = matcher.index.df
+    df = matcher.index.df_of
     config = MatchConfig()
     full = score(a, query, story, norm, df, config)
     assert score_above(a, query, story, norm, df, config, full.score - 0.01) == full

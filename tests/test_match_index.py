@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.match.index import StoryState, shares
+from aggregator.match.index import StoryState, TermIndex, shares
 from aggregator.match.text import BIGRAM_WEIGHT, Features, features
 from aggregator.types import Entry
 
@@ -117,3 +117,50 @@ def test_a_member_without_a_share_counts_its_terms_only() -> None:
     assert story.norm_of(bare.key) == 0.0
     story.remove(bare.key)
     assert_mass(story, [share(feats, norm)])
+
+
+def test_a_term_keeps_its_id_while_counted_or_held_and_frees_it_after() -> None:
+    index = TermIndex()
+    unseen = index.idf("ankara")
+    index.link("s1", ["ankara"])  # a story holds it before it is counted (a moved member)
+    index.observe(["ankara", "talks"])
+    assert index.terms == 2 and index.df_of("ankara") == 1
+    index.forget(["ankara", "talks"])
+    assert index.terms == 1  # "talks" is gone; "ankara" is still held by s1
+    index.observe(["other"])
+    never = TermIndex()
+    never.observe(["other"])
+    assert index.idf("ankara") == never.idf("ankara") != unseen  # as if never counted
+    index.forget(["other"])
+    index.unlink("s1", ["ankara"])
+    assert index.terms == 0 and index.candidates({"ankara": 1.0}) == []
+    index.observe(["putin"])
+    assert index._ids["putin"] in (0, 1)  # a freed id is reused
+    assert len(index._df) == 2
+
+
+def test_ids_follow_a_random_stream_of_terms() -> None:
+    rng = random.Random(7)
+    index = TermIndex()
+    counted: dict[str, int] = {}
+    held: dict[str, set[str]] = {}
+    for _ in range(2_000):
+        term, story = f"t{rng.randrange(40)}", f"s{rng.randrange(5)}"
+        action = rng.randrange(4)
+        if action == 0:
+            index.observe([term])
+            counted[term] = counted.get(term, 0) + 1
+        elif action == 1 and counted.get(term):
+            index.forget([term])
+            counted[term] -= 1
+        elif action == 2:
+            index.link(story, [term])
+            held.setdefault(term, set()).add(story)
+        elif held.get(term):
+            index.unlink(story, [term])
+            held[term].discard(story)
+        alive = {t for t, n in counted.items() if n} | {t for t, s in held.items() if s}
+        assert index.terms == len(alive)
+        assert index.df_of(term) == counted.get(term, 0)
+        assert set(index.candidates({term: 1.0}, 10)) == held.get(term, set())
+    assert len(index._df) <= 40

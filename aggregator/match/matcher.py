@@ -288,7 +288,7 @@ class Matcher:
             floor = -math.inf if best is None else best[0] + threshold - bonus
             norm = self._cache.norm(story)
             signals = score_above(
-                feats, query, story, norm, self.index.df, self.config, floor, missed
+                feats, query, story, norm, self.index.df_of, self.config, floor, missed
             )
             if signals is None:
                 continue
@@ -421,7 +421,7 @@ class Matcher:
         story.add(fb)
         idf = self.index.idf
         norm = story_norm(story, idf)
-        return score(fa, prepare(fa, idf), story, norm, self.index.df, self.config)
+        return score(fa, prepare(fa, idf), story, norm, self.index.df_of, self.config)
 
     def _resolve(self, story_id: str) -> str:
         while story_id in self._alias:

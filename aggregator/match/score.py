@@ -253,7 +253,7 @@ def score(
     query: Query,
     story: StoryState,
     norm: float,
-    df: Mapping[str, int],
+    df: Callable[[str], int],
     config: MatchConfig,
 ) -> Signals:
     """Compare an entry (features + its :func:`prepare`) with a story; all signals and the score."""
@@ -267,7 +267,7 @@ def score_above(
     query: Query,
     story: StoryState,
     norm: float,
-    df: Mapping[str, int],
+    df: Callable[[str], int],
     config: MatchConfig,
     floor: float,
     missed: float | None = None,
@@ -289,14 +289,13 @@ def score_above(
     dot = 0.0
     covered = 0.0
     owned = 0.0
-    dfget = df.get
     common = weights.keys() & slots.keys()
     for term in common:
         w = weights[term]
         count = counts[slots[term]]
         dot += w * (1.0 + log(count)) * idfs[term]
         covered += w * min(1.0, count / full)
-        owned += w * min(1.0, count / max(1, dfget(term, 0)))
+        owned += w * min(1.0, count / max(1, df(term)))
     total = query.total
     cosine = dot / (query.norm * norm) if dot and norm else 0.0
     coverage = covered / total if total else 0.0
