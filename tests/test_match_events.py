@@ -229,7 +229,8 @@ def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     assert stored is not None and stored.dtype == np.float16
     state.add("a", ("f", "1"), rows[1])
     state.add("b", ("f", "2"), rows[2])
-    assert np.array_equal(stored, rows[0].astype(np.float16))  # the shared sum was not added to
+    # The shared sum (the member's own row) was not added to.
+    assert np.array_equal(state.member("a", ("f", "0")), rows[0].astype(np.float16))  # type: ignore[arg-type]
     state.remove("a", ("f", "0"), last=False)
     moved = state.member("b", ("f", "2"))
     state.remove("b", ("f", "2"), last=True)
@@ -244,6 +245,21 @@ def test_story_sums_stay_exact_as_members_come_and_go() -> None:
         got, want = state.prepare(probe), fresh.prepare(probe)
         assert got is not None and want is not None
         assert state.entry_link(got, "a", 2) == pytest.approx(fresh.entry_link(want, "a", 2))
+
+
+def test_rows_of_members_gone_are_reused() -> None:
+    rng = np.random.default_rng(2)
+    state = SemanticState(lambda texts: [])
+    rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(3, 8))]
+    state.add("a", ("f", "0"), rows[0])
+    state.add("b", ("f", "1"), rows[1])
+    blocks = len(state._blocks)
+    state.remove("a", ("f", "0"), last=True)
+    state.add("c", ("f", "2"), rows[2])
+    assert len(state._blocks) == blocks and len(state._rows) == 2
+    assert np.array_equal(state.member("c", ("f", "2")), rows[2].astype(np.float16))  # type: ignore[arg-type]
+    assert np.array_equal(state.member("b", ("f", "1")), rows[1].astype(np.float16))  # type: ignore[arg-type]
+    assert state.member("a", ("f", "0")) is None
 
 
 def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:

@@ -47,6 +47,9 @@ else:
 CENTRE_PRIOR = 20
 # Headlines encoded per batch when priming a cache.
 BATCH = 64
+# Members' vectors per block of storage (512 KB of 256-dimension rows): a window grows and
+# shrinks by whole blocks at most, never by copying what it holds.
+ROWS_PER_BLOCK = 1024
 
 
 class SemanticUnavailable(AggregatorError):
@@ -128,10 +131,16 @@ class SemanticState:
 
     def __init__(self, embed: Embedder) -> None:
         self._embed = embed
-        self._members: dict[tuple[str, tuple[str, str]], StoredVector] = {}
-        # Sums in float64: a story's sum is updated member by member for as long as it lives
-        # (a one-member story's is its member's StoredVector, see add).
-        self._sums: dict[str, NDArray[np.float64] | StoredVector] = {}
+        # Members' vectors as rows of fixed-size float16 blocks, a row per entry key (an entry
+        # is in one story at a time); rows of members gone are reused. One ndarray per member
+        # and a (story, key) tuple per dict key took ~130 bytes more per member (200 feedgen
+        # feeds, 10,000 members: the meaning state 13.1 -> 11.8 MB).
+        self._blocks: list[NDArray[np.float16]] = []
+        self._rows: dict[tuple[str, str], int] = {}
+        self._free_rows: list[int] = []
+        # Sums in float64: a story's sum is updated member by member for as long as it lives.
+        # A one-member story's sum is its member's row, named by the row's number (see add).
+        self._sums: dict[str, NDArray[np.float64] | int] = {}
         self._total: NDArray[np.float64] | None = None
         self._count = 0
         # (mu, r) as of the last change of the window (see _mean).
@@ -147,22 +156,42 @@ class SemanticState:
         return row
 
     def member(self, story_id: str, key: tuple[str, str]) -> StoredVector | None:
-        """The vector a member was added with (None if it has none)."""
-        return self._members.get((story_id, key))
+        """A copy of the vector a member was added with (None if it has none)."""
+        row = self._rows.get(key)
+        return None if row is None else self._row(row).copy()
+
+    def _row(self, row: int) -> StoredVector:
+        """A view of one stored row."""
+        view: StoredVector = self._blocks[row // ROWS_PER_BLOCK][row % ROWS_PER_BLOCK]
+        return view
+
+    def _store(self, vector: AnyVector) -> int:
+        """Keep ``vector`` in half precision in a free row; its number."""
+        import numpy as np
+
+        if self._free_rows:
+            row = self._free_rows.pop()
+        else:
+            row = len(self._blocks) * ROWS_PER_BLOCK
+            self._blocks.append(np.zeros((ROWS_PER_BLOCK, len(vector)), dtype=np.float16))
+            self._free_rows.extend(range(row + ROWS_PER_BLOCK - 1, row, -1))
+        self._row(row)[:] = vector  # rounded to float16 as astype(np.float16) rounds
+        return row
 
     def add(self, story_id: str, key: tuple[str, str], vector: AnyVector) -> None:
         """Count a member's vector into its story (as the StoredVector it keeps)."""
         import numpy as np
 
-        stored: StoredVector = vector.astype(np.float16)
-        self._members[(story_id, key)] = stored
+        row = self._store(vector)
+        self._rows[key] = row
+        stored = self._row(row)
         total = self._sums.get(story_id)
         if total is None:
             # A one-member story's sum is its member's vector, shared until a second member
             # joins: most stories of a window have one member, and a float64 sum takes 2 KB.
-            self._sums[story_id] = stored
-        elif total.dtype != np.float64:
-            self._sums[story_id] = total.astype(np.float64) + stored
+            self._sums[story_id] = row
+        elif isinstance(total, int):
+            self._sums[story_id] = self._row(total).astype(np.float64) + stored
         else:
             total += stored
         if self._total is None:
@@ -176,16 +205,25 @@ class SemanticState:
         """Take a member's vector out of its story (``last``: the story is now empty)."""
         import numpy as np
 
-        vector = self._members.pop((story_id, key), None)
+        row = self._rows.pop(key, None)
+        if row is None:
+            if last:
+                self._sums.pop(story_id, None)
+            return
+        vector = self._row(row)
+        total = self._sums.get(story_id)
         if last:
             self._sums.pop(story_id, None)
-        elif vector is not None and story_id in self._sums:
-            # Never in place on a shared one-member sum: it is that member's own vector.
-            self._sums[story_id] = self._sums[story_id].astype(np.float64) - vector
-        if vector is not None and self._total is not None:
+        elif isinstance(total, int):
+            # Never in place on a one-member sum: it is that member's own row.
+            self._sums[story_id] = self._row(total).astype(np.float64) - vector
+        elif total is not None:
+            total -= vector
+        if self._total is not None:
             self._total -= vector
             self._count -= 1
             self._centre = None
+        self._free_rows.append(row)
 
     def _mean(self) -> tuple[NDArray[np.float64] | None, float]:
         """The centre ``mu`` and ``r``, the RMS norm of the window's centred vectors; ``mu`` is
@@ -223,9 +261,10 @@ class SemanticState:
 
     def entry_link(self, meaning: Meaning, story_id: str, size: int) -> float:
         """Mean centred cosine between a prepared entry and the story's members."""
-        total = self._sums.get(story_id)
-        if total is None or not size:
+        found = self._sums.get(story_id)
+        if found is None or not size:
             return 0.0
+        total = self._row(found) if isinstance(found, int) else found
         _, spread = self._mean()
         # (x - mu) . (S - n mu) = x.S - n x.mu, with x already centred and unit.
         return (float(meaning.vector @ total) - size * meaning.dot_centre) / (size * spread)
