@@ -164,3 +164,37 @@ def test_ids_follow_a_random_stream_of_terms() -> None:
         assert index.df_of(term) == counted.get(term, 0)
         assert set(index.candidates({term: 1.0}, 10)) == held.get(term, set())
     assert len(index._df) <= 40
+
+
+def _entry(n: int, title: str) -> Features:
+    return features(
+        Entry(
+            feed_url="https://wire.example/feed",
+            entry_id=f"w{n}",
+            title=title,
+            summary="",
+            url=f"https://wire.example/w{n}",
+            link=f"https://wire.example/w{n}",
+            published=T0,
+            updated=None,
+            first_seen=T0,
+            content_hash=f"{n:064x}",
+        )
+    )
+
+
+def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
+    plain = _entry(1, "markets slide as prices rise again")
+    rich = _entry(2, "Turkey inflation hits 85% as Erdogan meets Putin in Ankara")
+    assert rich.numbers and rich.entities and not plain.numbers and not plain.entities
+    story = StoryState("s")
+    story.add(plain)
+    assert story.entity_counts is None and story.number_counts is None
+    story.add(rich)
+    assert story.number_counts is not None and story.number_kinds is not None
+    assert story.entity_counts is not None
+    assert story.holds(url=rich.url) and story.holds(url=plain.url)
+    assert not story.holds(url="https://elsewhere.example/") and not story.holds()
+    story.remove(rich.key)
+    assert story.entity_counts is None and story.number_counts is None
+    assert story.number_kinds is None and not story.holds(url=rich.url)

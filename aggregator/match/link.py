@@ -123,7 +123,9 @@ def check_due(story: StoryState) -> bool:
 
 
 def figures_conflict(
-    mine: Iterable[str], theirs: Mapping[str, int], their_kinds: Mapping[str, int] | None = None
+    mine: Iterable[str],
+    theirs: Mapping[str, int] | None,
+    their_kinds: Mapping[str, int] | None = None,
 ) -> bool:
     """True when both sides state figures of one kind and none agree (92% vs 72%).
 

@@ -399,7 +399,7 @@ class Matcher:
             return False
         if abs(a.newest - b.newest) > self.window:
             return False
-        if figures_conflict(a.number_counts, b.number_counts, b.number_kinds):
+        if figures_conflict(a.number_counts or (), b.number_counts, b.number_kinds):
             return False
         if not self._forbidden:
             return True
@@ -492,9 +492,13 @@ class Matcher:
             del self._entry_story[key]
         if self.semantic is not None:
             self.semantic.remove(story_id, key, last=not story.members)
-        if feats.url and self._urls.get(feats.url) == story_id and feats.url not in story.urls:
+        if feats.url and self._urls.get(feats.url) == story_id and not story.holds(url=feats.url):
             del self._urls[feats.url]
-        if feats.wire and self._wires.get(feats.wire) == story_id and feats.wire not in story.wires:
+        if (
+            feats.wire
+            and self._wires.get(feats.wire) == story_id
+            and not story.holds(wire=feats.wire)
+        ):
             del self._wires[feats.wire]
         if not story.members:
             del self.stories[story_id]

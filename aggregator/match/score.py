@@ -335,7 +335,7 @@ def entity_miss(query: Query, story: StoryState) -> float:
     entity_counts = story.entity_counts
     slots = story.slots
     for ent, w in query.entity_idfs.items():
-        if ent not in entity_counts and ent not in slots:
+        if (entity_counts is None or ent not in entity_counts) and ent not in slots:
             missed += w
     return missed / query.entity_total
 
