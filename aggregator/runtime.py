@@ -18,7 +18,7 @@ from aggregator.publish import FeedMeta, write_outputs
 from aggregator.refresh.index import LocalStoryIndex, StoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
 from aggregator.refresh.parse_pool import ParsePool
-from aggregator.refresh.processes import cap_malloc_arenas, tune_collector
+from aggregator.refresh.processes import tune_collector, tune_malloc
 from aggregator.refresh.store import Clock, choose_store
 from aggregator.refresh.updater import PollPolicy, Updater, utcnow
 from aggregator.refresh.workers import describe, index_in_own_process
@@ -128,7 +128,7 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
         storage.sync_feeds(config.feeds, clock())
         policy = PollPolicy(min_interval=s.min_interval, max_interval=s.max_interval)
         tune_collector()
-        cap_malloc_arenas()
+        tune_malloc()
         own_process = index_in_own_process(
             s.workers, len(config.feeds), shareable=shared_between_processes(storage.url)
         )

@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from aggregator.refresh.processes import MALLOC_ARENAS
+from aggregator.refresh.processes import MALLOC_ARENAS, MALLOC_FIXED_THRESHOLD
 
 # Eight threads allocate blocks above pymalloc's 512-byte limit, so glibc's malloc serves them;
 # malloc_stats() then lists one "Arena N:" per arena on stderr.
 _THREADS_ALLOCATE = """
 import ctypes, sys, threading
-from aggregator.refresh.processes import cap_malloc_arenas
+from aggregator.refresh.processes import tune_malloc
 if sys.argv[1] == "capped":
-    cap_malloc_arenas()
+    tune_malloc()
 barrier = threading.Barrier(8)
 def work():
     barrier.wait()
@@ -46,3 +46,46 @@ def _arenas(mode: str) -> int:
 def test_threads_share_at_most_malloc_arenas() -> None:
     assert _arenas("default") > MALLOC_ARENAS  # the test can see the difference
     assert 1 <= _arenas("capped") <= MALLOC_ARENAS
+
+
+# A 1 MB block is allocated, freed and allocated again; mallinfo2's hblkhd then says whether
+# the second one got a mapping of its own (fixed threshold) or came from the heap (glibc raised
+# its threshold when the first was freed).
+_REALLOCATES = """
+import ctypes, sys
+from aggregator.refresh.processes import tune_malloc
+if sys.argv[1] == "tuned":
+    tune_malloc()
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = Info
+libc.free(libc.malloc(1 << 20))
+block = libc.malloc(1 << 20)
+print(libc.mallinfo2().hblkhd >= 1 << 20)
+"""
+
+
+def _mapped_again(mode: str) -> bool:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _REALLOCATES, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_large_blocks_keep_their_own_mapping_after_one_is_freed() -> None:
+    assert MALLOC_FIXED_THRESHOLD < 1 << 20
+    assert not _mapped_again("default")  # glibc moved its threshold above 1 MB
+    assert _mapped_again("tuned")

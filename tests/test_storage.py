@@ -16,6 +16,7 @@ from sqlalchemy import event, func, inspect, select, text
 from aggregator.exceptions import StorageError
 from aggregator.storage import SqlStorage, Storage, migrations, open_storage, search
 from aggregator.storage import writes as storage_writes
+from aggregator.storage.engine import SQLITE_CACHE_KIB
 from aggregator.storage.migrations import MIGRATIONS, latest_version
 from aggregator.storage.schema import entries, metadata, schema_migrations, stories, story_entries
 from aggregator.types import (
@@ -566,6 +567,8 @@ def test_sqlite_file_is_wal_and_intact(tmp_path: Any) -> None:
             assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
             assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 1  # NORMAL
             assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() > 0
+            # Each pooled connection's page cache is bounded (KiB, hence negative).
+            assert conn.execute(text("PRAGMA cache_size")).scalar_one() == -SQLITE_CACHE_KIB
             assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
             assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
     finally:

@@ -25,9 +25,9 @@ from aggregator.match.text import Features
 from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
 from aggregator.refresh.processes import (
     SPAWN,
-    cap_malloc_arenas,
     exit_with_parent,
     tune_collector,
+    tune_malloc,
 )
 from aggregator.storage import open_storage
 from aggregator.storage.base import Storage
@@ -275,7 +275,7 @@ def _serve(
     """
     exit_with_parent(parent)
     tune_collector()
-    cap_malloc_arenas()
+    tune_malloc()
     storage: Storage | None = None
     try:
         storage = open_storage(storage_url)

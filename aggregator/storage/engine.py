@@ -20,6 +20,10 @@ from aggregator.exceptions import StorageError
 # How long a SQLite writer waits for another process's write lock before failing. A refresh
 # commits in milliseconds; 30 s covers a long migration or a slow disk without hanging forever.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Page cache of each pooled SQLite connection, in KiB (SQLite's default is 2,000). The pool
+# keeps several connections and each filled its own cache; the operating system caches the file
+# for all of them anyway. `python -m benchmarks.footprint --feeds 200`: 195 -> 192 MB steady.
+SQLITE_CACHE_KIB = 256
 
 # Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
 IMMEDIATE = "aggregator_begin_immediate"
@@ -59,6 +63,7 @@ def configure_sqlite(engine: Engine) -> None:
             # NORMAL is durable across application crashes in WAL mode; only an OS crash or
             # power loss may lose the last commits, never corrupt the file.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 
