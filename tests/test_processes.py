@@ -30,15 +30,16 @@ ctypes.CDLL(None).malloc_stats()
 """
 
 
-def _arenas(mode: str) -> int:
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    out = subprocess.run(
-        [sys.executable, "-c", _THREADS_ALLOCATE, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
+def _run(code: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter, without the operator's MALLOC_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    return subprocess.run(
+        [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True, env=env
     )
+
+
+def _arenas(mode: str) -> int:
+    out = _run(_THREADS_ALLOCATE, mode)
     return len(re.findall(r"^Arena \d+:", out.stderr, re.MULTILINE))
 
 
@@ -73,15 +74,7 @@ print(libc.mallinfo2().hblkhd >= 1 << 20)
 
 
 def _mapped_again(mode: str) -> bool:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run(
-        [sys.executable, "-c", _REALLOCATES, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    return out.stdout.strip() == "True"
+    return _run(_REALLOCATES, mode).stdout.strip() == "True"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
