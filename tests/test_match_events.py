@@ -220,7 +220,8 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
 
 def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     """A one-member story shares its member's vector as its sum; a second member, a removal
-    and a move between stories must leave every sum as if it had been built from scratch."""
+    and a move between stories must leave every sum as if it had been built from scratch (to
+    float32 rounding)."""
     rng = np.random.default_rng(1)
     rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(4, 16))]
     state = SemanticState(lambda texts: [])
