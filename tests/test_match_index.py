@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.match.index import StoryState, TermIndex, shares
+from aggregator.match.index import POSTING_LIST_MAX, StoryState, TermIndex, shares
 from aggregator.match.text import BIGRAM_WEIGHT, Features, features
 from aggregator.types import Entry
 
@@ -139,13 +139,15 @@ def test_a_term_keeps_its_id_while_counted_or_held_and_frees_it_after() -> None:
     assert len(index._df) == 2
 
 
-def test_ids_follow_a_random_stream_of_terms() -> None:
-    rng = random.Random(7)
+@pytest.mark.parametrize("stories", [5, 80])
+def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
+    """With 80 stories, posting lists grow past POSTING_LIST_MAX and shrink back."""
+    rng = random.Random(stories)
     index = TermIndex()
     counted: dict[str, int] = {}
-    held: dict[str, set[str]] = {}
-    for _ in range(2_000):
-        term, story = f"t{rng.randrange(40)}", f"s{rng.randrange(5)}"
+    held: dict[str, dict[str, None]] = {}  # the stories in the order they came
+    for _ in range(6_000):
+        term, story = f"t{rng.randrange(12)}", f"s{rng.randrange(stories)}"
         action = rng.randrange(4)
         if action == 0:
             index.observe([term])
@@ -155,15 +157,18 @@ def test_ids_follow_a_random_stream_of_terms() -> None:
             counted[term] -= 1
         elif action == 2:
             index.link(story, [term])
-            held.setdefault(term, set()).add(story)
+            held.setdefault(term, {})[story] = None
         elif held.get(term):
             index.unlink(story, [term])
-            held[term].discard(story)
+            held[term].pop(story, None)
         alive = {t for t, n in counted.items() if n} | {t for t, s in held.items() if s}
         assert index.terms == len(alive)
         assert index.df_of(term) == counted.get(term, 0)
-        assert set(index.candidates({term: 1.0}, 10)) == held.get(term, set())
-    assert len(index._df) <= 40
+        # One term: every holder scores the same, so ties keep the order they came in.
+        assert index.candidates({term: 1.0}, 100) == list(held.get(term, {}))
+    assert len(index._df) <= 12
+    if stories > POSTING_LIST_MAX:
+        assert any(isinstance(p, dict) for p in index._postings)
 
 
 def _entry(n: int, title: str) -> Features:
