@@ -82,3 +82,35 @@ def test_large_blocks_keep_their_own_mapping_after_one_is_freed() -> None:
     assert MALLOC_FIXED_THRESHOLD < 1 << 20
     assert not _mapped_again("default")  # glibc moved its threshold above 1 MB
     assert _mapped_again("tuned")
+
+
+# 20,000 blocks of 4 KiB (under the mapping threshold: they come from the heap) are freed but
+# the last, which pins the top of the heap; the script prints RSS in KiB before and after.
+_FREES_INSIDE_THE_HEAP = """
+import ctypes, sys
+from aggregator.refresh.processes import release_free_memory, tune_malloc
+tune_malloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+blocks = [libc.malloc(4096) for _ in range(20_000)]
+for block in blocks:
+    ctypes.memset(block, 1, 4096)
+for block in blocks[:-1]:
+    libc.free(block)
+before = rss()
+if sys.argv[1] == "release":
+    release_free_memory()
+print(before, rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_free_heap_pages_go_back_when_released() -> None:
+    kept = [int(n) for n in _run(_FREES_INSIDE_THE_HEAP, "keep").stdout.split()]
+    released = [int(n) for n in _run(_FREES_INSIDE_THE_HEAP, "release").stdout.split()]
+    assert kept[0] - kept[1] < 10_000  # without it the pages stay
+    assert released[0] - released[1] > 50_000  # KiB: most of the 80 MB freed

@@ -26,6 +26,7 @@ from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
 from aggregator.refresh.processes import (
     SPAWN,
     exit_with_parent,
+    release_free_memory,
     tune_collector,
     tune_malloc,
 )
@@ -37,6 +38,9 @@ __all__ = ["StoryIndexProcess"]
 
 log = logging.getLogger("aggregator.index")
 
+# Seconds without a call after which the child gives its heap's free pages back: the calls
+# of one poll come in bursts (``processes.release_free_memory``).
+TRIM_IDLE_SECONDS = 5.0
 # How long to wait for a child to exit when closing, before killing it.
 _CLOSE_TIMEOUT_S = 10.0
 
@@ -288,11 +292,17 @@ def _serve(
     try:
         gc.freeze()  # the loaded index lives long: keep full collections from walking it
         conn.send(("ready", None, 0))
+        trimmed = True
         while True:
             try:
+                if not trimmed and not conn.poll(TRIM_IDLE_SECONDS):
+                    release_free_memory()  # a burst of calls is over
+                    trimmed = True
+                    continue
                 method, args = conn.recv()
             except EOFError:  # the service closed its end
                 return
+            trimmed = False
             if method == "stop":
                 return
             try:

@@ -47,7 +47,12 @@ from aggregator.match.text import Features, features
 from aggregator.normalise import normalise_entry
 from aggregator.parse import PARSE_CPU_SECONDS, parse_feed
 from aggregator.parse.budget import OVER_BUDGET
-from aggregator.refresh.processes import SPAWN, exit_with_parent, stop_resource_tracker
+from aggregator.refresh.processes import (
+    SPAWN,
+    exit_with_parent,
+    release_free_memory,
+    stop_resource_tracker,
+)
 from aggregator.refresh.workers import (
     INLINE_CPU_SECONDS,
     POOL_IDLE_SECONDS,
@@ -281,6 +286,7 @@ class ParsePool:
         # Nothing is queued: shutting down only lets the processes exit.
         executor.shutdown(wait=False, cancel_futures=True)
         log.info("parse workers stopped after %.0f s without work", POOL_IDLE_SECONDS)
+        release_free_memory()  # the backlog is over: what its results took is free now
         self._stopped = weakref.ref(executor)
         self._tracker_checks = TRACKER_CHECKS
         self._idle_step = asyncio.get_running_loop().call_later(

@@ -23,6 +23,7 @@ __all__ = [
     "MALLOC_FIXED_THRESHOLD",
     "SPAWN",
     "exit_with_parent",
+    "release_free_memory",
     "stop_resource_tracker",
     "tune_collector",
     "tune_malloc",
@@ -127,6 +128,18 @@ def tune_malloc() -> None:
     for variable, parameter, value in _MALLOC_SETTINGS:
         if variable not in os.environ:
             mallopt(parameter, value)
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing
+    to do). For the end of a burst of work: a poll's temporaries are freed but their pages stay
+    with the process until trimmed. `python -m benchmarks.footprint --feeds 200`, trimming
+    every 5 s: 181 -> 178 MB steady. It walks the heap: a few milliseconds."""
+    if not sys.platform.startswith("linux"):
+        return
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def tune_collector() -> None:
