@@ -186,6 +186,9 @@ class SemanticState:
         import numpy as np
 
         row = self._store(vector)
+        earlier = self._rows.get(key)
+        if earlier is not None:  # an entry is in one story at a time: its old row is free
+            self._free_rows.append(earlier)
         self._rows[key] = row
         stored = self._row(row)
         total = self._sums.get(story_id)
