@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import Storage
-from aggregator.storage.engine import configure_sqlite, translate_errors
+from aggregator.storage.engine import SQLITE_POOL_SIZE, configure_sqlite, translate_errors
 from aggregator.storage.records import Correction, CorrectionKind, PruneResult
 from aggregator.storage.sql import SqlStorage
 
@@ -73,9 +73,11 @@ def open_storage(url: str) -> SqlStorage:
             if _is_memory(parsed):
                 # One shared connection, so every thread sees the same in-memory database.
                 engine = create_engine(parsed, poolclass=StaticPool)
-            elif not parsed.query.get("uri"):  # a file: URI names its own path
-                Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(parsed)
+            else:
+                if not parsed.query.get("uri"):  # a file: URI names its own path
+                    path = Path(str(parsed.database)).expanduser()
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(parsed, pool_size=SQLITE_POOL_SIZE)
             configure_sqlite(engine)
         else:
             # pre_ping: a long-running service outlives server restarts and idle timeouts.

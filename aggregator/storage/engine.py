@@ -20,10 +20,14 @@ from aggregator.exceptions import StorageError
 # How long a SQLite writer waits for another process's write lock before failing. A refresh
 # commits in milliseconds; 30 s covers a long migration or a slow disk without hanging forever.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Page cache of each pooled SQLite connection, in KiB (SQLite's default is 2,000). The pool
-# keeps several connections and each filled its own cache; the operating system caches the file
-# for all of them anyway. `python -m benchmarks.footprint --feeds 200`: 195 -> 192 MB steady.
-SQLITE_CACHE_KIB = 256
+# SQLite connections the pool keeps open between uses (SQLAlchemy's default is 5; more are
+# opened when needed and closed after use). Each keeps its own page cache of up to 2 MB, and
+# the default pool filled several with copies of the same hot pages. Measured one after the
+# other: `python -m benchmarks.footprint` after 200 feeds 179-180 MB steady with 2 (178-179
+# with 1), and `python -m benchmarks.poll --feeds 1000` first cycle 36.4 s, steady 1.05 s with
+# 2 (37.4 s and 1.14 s with 1). A smaller page cache instead (256 KiB, 5 connections) cost the
+# service 15 % more CPU in a first poll.
+SQLITE_POOL_SIZE = 2
 
 # Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
 IMMEDIATE = "aggregator_begin_immediate"
@@ -63,7 +67,6 @@ def configure_sqlite(engine: Engine) -> None:
             # NORMAL is durable across application crashes in WAL mode; only an OS crash or
             # power loss may lose the last commits, never corrupt the file.
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 
