@@ -88,8 +88,8 @@ MALLOC_ARENAS = 2
 # trimmed once this much is free at its top. glibc starts at these values but raises both each
 # time a mapped block is freed, up to 32 MB: after the large temporaries of a poll (batches
 # from the parse workers, pickles, dict tables being resized) the heap then kept what they
-# freed. Fixed: `python -m benchmarks.footprint --feeds 200` 192 -> 185 MB steady (with
-# SQLITE_CACHE_KIB), 188.7 against about 193 MB alone.
+# freed. Fixed, after 200 feeds (`python -m benchmarks.footprint`): 188.7 MB steady against
+# 192-196 MB in the runs around it; `benchmarks.poll --feeds 1000` spent the same CPU.
 MALLOC_FIXED_THRESHOLD = 128 * 1024
 # mallopt(3) parameter numbers in glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
