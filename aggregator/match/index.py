@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TypeAlias
 
 from aggregator.match.prior import prior_idf
-from aggregator.match.text import Features
+from aggregator.match.text import BIGRAM_WEIGHT, SUMMARY_WEIGHT, Features
 
 # Posting lists longer than this (stories holding the term) are skipped when looking for
 # candidates: such a term ("stocks", "google") is shared by too many stories to narrow anything
@@ -248,9 +248,14 @@ class StoryState:
 def shares(feats: Features, norm: float) -> list[float]:
     """A member's share of each of its terms: its unit vector's components without the IDF
     factor (``factor * idf / norm`` over ``idf``); all 0.0 when ``norm`` is 0.0."""
+    title, summary = feats.title_count, feats.summary_count
+    bigrams = len(feats.terms) - title - summary
     if not norm:
         return [0.0] * len(feats.terms)
-    return [factor / norm for factor in feats.factors()]
+    # Three values, each divided once: the same doubles as dividing term by term.
+    return (
+        [1.0 / norm] * title + [SUMMARY_WEIGHT / norm] * summary + [BIGRAM_WEIGHT / norm] * bigrams
+    )
 
 
 def number_kinds(figures: Iterable[str]) -> list[str]:
@@ -290,8 +295,10 @@ class TermIndex:
         self._free: list[int] = []
         self._df: list[int] = []
         self._d: array[float] = array("d")
-        # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not.
+        # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not, and
+        # the prior itself (0.0 where none): looked up once per term, not at every count.
         self._blended = bytearray()
+        self._prior: array[float] = array("d")
         # The stories holding each term, in the order they came to: the story id itself while
         # only one does (most terms: names, title bigrams), a list up to POSTING_LIST_MAX, a
         # dict used as an ordered set beyond (membership in O(1)); None while none does.
@@ -361,18 +368,21 @@ class TermIndex:
         i = self._ids.get(term)
         if i is not None:
             return i
-        d = _coefficients(term, 0)[1]
-        flag = 0 if prior_idf(term) is None else 1
+        prior = prior_idf(term)
+        d = _offset(prior, 0)
+        flag = 0 if prior is None else 1
         if self._free:
             i = self._free.pop()
             self._df[i] = 0
             self._d[i] = d
             self._blended[i] = flag
+            self._prior[i] = prior or 0.0
         else:
             i = len(self._df)
             self._df.append(0)
             self._d.append(d)
             self._blended.append(flag)
+            self._prior.append(prior or 0.0)
             self._postings.append(None)
         self._ids[term] = i
         return i
@@ -387,6 +397,8 @@ class TermIndex:
         self._set_docs(self.docs + 1)
         df = self._df
         d = self._d
+        blended = self._blended
+        priors = self._prior
         log = math.log
         share = PRIOR_SHARE
         keep = _KEEP
@@ -394,13 +406,12 @@ class TermIndex:
             i = self._id(term)
             count = df[i] + 1
             df[i] = count
-            # _coefficients(term, count), inlined: this runs for every term of every entry.
+            # _offset(prior, count), inlined: this runs for every term of every entry.
             online = -log(count + 1)
-            prior = prior_idf(term)
-            if prior is None:
-                d[i] = online
+            if blended[i]:
+                d[i] = keep * online + share * priors[i]
             else:
-                d[i] = keep * online + share * prior
+                d[i] = online
 
     def forget(self, terms: Iterable[str]) -> None:
         """Remove one document's terms from the counts (the entry left the window)."""
@@ -411,7 +422,7 @@ class TermIndex:
             left = df[i] - 1
             df[i] = left
             # Down to 0, the weight is an unseen term's, as if the term had no id.
-            self._d[i] = _coefficients(term, left)[1]
+            self._d[i] = _offset(self._prior[i] if self._blended[i] else None, left)
             if not left and self._postings[i] is None:
                 self._release(term, i)
 
@@ -518,8 +529,13 @@ def top_keys(scores: Mapping[str, float], limit: int) -> list[str]:
 
 def _coefficients(term: str, df: int) -> tuple[float, float]:
     """``(c, d)``: the term's weight is ``c * (ln(docs + 1) + 1) + d`` (see TermIndex)."""
-    online = -math.log(df + 1)  # online IDF = _log_docs + online
     prior = prior_idf(term)
+    return (1.0 if prior is None else _KEEP), _offset(prior, df)
+
+
+def _offset(prior: float | None, df: int) -> float:
+    """``d`` of a term with this prior (None: none) and document frequency."""
+    online = -math.log(df + 1)  # online IDF = _log_docs + online
     if prior is None:
-        return 1.0, online
-    return _KEEP, _KEEP * online + PRIOR_SHARE * prior
+        return online
+    return _KEEP * online + PRIOR_SHARE * prior

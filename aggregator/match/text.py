@@ -296,13 +296,6 @@ class Features:
         """Adjacent title term pairs."""
         return self.terms[self.title_count + self.summary_count :]
 
-    def factors(self) -> list[float]:
-        """Each term's weight relative to its IDF, in the order of ``terms``: 1 in the title,
-        SUMMARY_WEIGHT in the summary only, BIGRAM_WEIGHT for a title bigram."""
-        title, summary = self.title_count, self.summary_count
-        bigrams = len(self.terms) - title - summary
-        return [1.0] * title + [SUMMARY_WEIGHT] * summary + [BIGRAM_WEIGHT] * bigrams
-
     @property
     def all_terms(self) -> tuple[str, ...]:
         """Every unigram and bigram of title and summary (the index keys), each once."""
