@@ -38,12 +38,14 @@ class StoryCache:
         self._norms[story.story_id] = (story.size, norm)
         return norm
 
-    def top_terms(self, story: StoryState) -> list[str]:
-        """The story's most telling terms (``link.query_terms``)."""
+    def top_terms(self, story: StoryState, mass: dict[str, float] | None = None) -> list[str]:
+        """The story's most telling terms (``link.query_terms``); ``mass``: its ``mass_dict()``
+        when the caller has it."""
         cached = self._tops.get(story.story_id)
         if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
             return cached[1]
-        mass = story.mass_dict()
+        if mass is None:
+            mass = story.mass_dict()
         idfs = self._index.idfs(mass)
         ranked = query_terms(mass, idfs.__getitem__)
         self._tops[story.story_id] = (story.size, ranked)

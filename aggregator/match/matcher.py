@@ -352,9 +352,9 @@ class Matcher:
         """Fold ``story`` and its most similar neighbour together when they are alike enough."""
         idf = self.index.idf
         scored: list[tuple[float, list[str], StoryState]] = []
-        ranked = self._cache.top_terms(story)
-        query = {t: len(ranked) - i for i, t in enumerate(ranked)}
         mass = story.mass_dict()
+        ranked = self._cache.top_terms(story, mass)
+        query = {t: len(ranked) - i for i, t in enumerate(ranked)}
         for other_id in self.index.candidates(query, LINK_CANDIDATES + 1):
             other = self.stories[other_id]
             if other is story or not self._may_merge(story, other):
