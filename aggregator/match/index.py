@@ -295,10 +295,8 @@ class TermIndex:
         self._free: list[int] = []
         self._df: list[int] = []
         self._d: array[float] = array("d")
-        # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not, and
-        # the prior itself (0.0 where none): looked up once per term, not at every count.
+        # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not.
         self._blended = bytearray()
-        self._prior: array[float] = array("d")
         # The stories holding each term, in the order they came to: the story id itself while
         # only one does (most terms: names, title bigrams), a list up to POSTING_LIST_MAX, a
         # dict used as an ordered set beyond (membership in O(1)); None while none does.
@@ -376,13 +374,11 @@ class TermIndex:
             self._df[i] = 0
             self._d[i] = d
             self._blended[i] = flag
-            self._prior[i] = prior or 0.0
         else:
             i = len(self._df)
             self._df.append(0)
             self._d.append(d)
             self._blended.append(flag)
-            self._prior.append(prior or 0.0)
             self._postings.append(None)
         self._ids[term] = i
         return i
@@ -398,7 +394,6 @@ class TermIndex:
         df = self._df
         d = self._d
         blended = self._blended
-        priors = self._prior
         log = math.log
         share = PRIOR_SHARE
         keep = _KEEP
@@ -406,10 +401,11 @@ class TermIndex:
             i = self._id(term)
             count = df[i] + 1
             df[i] = count
-            # _offset(prior, count), inlined: this runs for every term of every entry.
+            # _offset(prior, count), inlined: this runs for every term of every entry. The
+            # prior is looked up again (memoised for words) rather than kept: 8 bytes a term.
             online = -log(count + 1)
             if blended[i]:
-                d[i] = keep * online + share * priors[i]
+                d[i] = keep * online + share * (prior_idf(term) or 0.0)
             else:
                 d[i] = online
 
@@ -422,7 +418,7 @@ class TermIndex:
             left = df[i] - 1
             df[i] = left
             # Down to 0, the weight is an unseen term's, as if the term had no id.
-            self._d[i] = _offset(self._prior[i] if self._blended[i] else None, left)
+            self._d[i] = _coefficients(term, left)[1]
             if not left and self._postings[i] is None:
                 self._release(term, i)
 
