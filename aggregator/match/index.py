@@ -128,8 +128,7 @@ class StoryState:
 
     def has_mass(self, term: str) -> bool:
         """Whether the story has a share of ``term`` (the terms of ``mass_dict``)."""
-        slot = self.slots.get(term)
-        return slot is not None and self.mass[slot] > 0.0
+        return self.mass_of(term) > 0.0
 
     def mass_dict(self) -> dict[str, float]:
         """The story's mass by term, the terms in the order they joined."""

@@ -81,8 +81,7 @@ def average_link(
         part = a[term] * b[term] * weight * weight
         dot += part
         parts.append((part, term))
-    top = sorted(parts, reverse=True)[:LINK_TERMS_SHOWN]
-    return dot / (size_a * size_b), [t for _, t in top]
+    return _mean_link(dot, parts, size_a * size_b)
 
 
 def story_link(
@@ -102,8 +101,13 @@ def story_link(
         part = a[term] * theirs * weight * weight
         dot += part
         parts.append((part, term))
+    return _mean_link(dot, parts, size_a * story.size)
+
+
+def _mean_link(dot: float, parts: list[tuple[float, str]], pairs: int) -> tuple[float, list[str]]:
+    """The dot product over the ``pairs`` member pairs, and the terms of the largest parts."""
     top = sorted(parts, reverse=True)[:LINK_TERMS_SHOWN]
-    return dot / (size_a * story.size), [t for _, t in top]
+    return dot / pairs, [t for _, t in top]
 
 
 def query_terms(mass: Mapping[str, float], idf: Idf, limit: int = LINK_QUERY_TERMS) -> list[str]:
