@@ -210,7 +210,7 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
     for i in range(400):
         state.add(f"s{i}", ("f", str(i)), unit(common + rng.normal(size=16)))
     unrelated = unit(common + rng.normal(size=16))
-    raw = float(np.dot(unrelated, state.member("s0", ("f", "0"))))  # type: ignore[arg-type]
+    raw = float(np.dot(unrelated, state.member(("f", "0"))))  # type: ignore[arg-type]
     prepared = state.prepare(unrelated)
     assert prepared is not None
     centred = state.entry_link(prepared, "s0", 1)
@@ -226,14 +226,14 @@ def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(4, 16))]
     state = SemanticState(lambda texts: [])
     state.add("a", ("f", "0"), rows[0])
-    stored = state.member("a", ("f", "0"))
+    stored = state.member(("f", "0"))
     assert stored is not None and stored.dtype == np.float16
     state.add("a", ("f", "1"), rows[1])
     state.add("b", ("f", "2"), rows[2])
     # The shared sum (the member's own row) was not added to.
-    assert np.array_equal(state.member("a", ("f", "0")), rows[0].astype(np.float16))  # type: ignore[arg-type]
+    assert np.array_equal(state.member(("f", "0")), rows[0].astype(np.float16))  # type: ignore[arg-type]
     state.remove("a", ("f", "0"), last=False)
-    moved = state.member("b", ("f", "2"))
+    moved = state.member(("f", "2"))
     state.remove("b", ("f", "2"), last=True)
     state.add("a", ("f", "2"), moved)  # type: ignore[arg-type]
 
@@ -258,9 +258,9 @@ def test_rows_of_members_gone_are_reused() -> None:
     state.remove("a", ("f", "0"), last=True)
     state.add("c", ("f", "2"), rows[2])
     assert len(state._blocks) == blocks and len(state._rows) == 2
-    assert np.array_equal(state.member("c", ("f", "2")), rows[2].astype(np.float16))  # type: ignore[arg-type]
-    assert np.array_equal(state.member("b", ("f", "1")), rows[1].astype(np.float16))  # type: ignore[arg-type]
-    assert state.member("a", ("f", "0")) is None
+    assert np.array_equal(state.member(("f", "2")), rows[2].astype(np.float16))  # type: ignore[arg-type]
+    assert np.array_equal(state.member(("f", "1")), rows[1].astype(np.float16))  # type: ignore[arg-type]
+    assert state.member(("f", "0")) is None
 
 
 def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:

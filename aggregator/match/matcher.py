@@ -230,7 +230,7 @@ class Matcher:
         for key in list(state.members):
             feats = state.members[key]
             norm = state.norm_of(key)
-            vector = self.semantic.member(other, key) if self.semantic is not None else None
+            vector = self.semantic.member(key) if self.semantic is not None else None
             self._remove(key, other, forget=False)
             self._add(feats, into, norm=norm, observe=False, vector=vector)
 

@@ -158,7 +158,7 @@ class SemanticState:
         row: Vector = vectors(self._embed, [text])[0]
         return row
 
-    def member(self, story_id: str, key: tuple[str, str]) -> StoredVector | None:
+    def member(self, key: tuple[str, str]) -> StoredVector | None:
         """A copy of the vector a member was added with (None if it has none)."""
         row = self._rows.get(key)
         return None if row is None else self._row(row).copy()
