@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any
 
 __all__ = [
     "GC_YOUNG_THRESHOLD",
@@ -121,9 +122,7 @@ def tune_malloc() -> None:
     """Hold the process to MALLOC_ARENAS malloc arenas and fix glibc's mapping and trimming
     thresholds at MALLOC_FIXED_THRESHOLD (glibc only; elsewhere nothing to do). Called before
     the process starts its threads: an arena made earlier stays."""
-    if not sys.platform.startswith("linux"):
-        return
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    mallopt = _glibc("mallopt")
     if mallopt is None:
         return
     for variable, parameter, value in _MALLOC_SETTINGS:
@@ -136,11 +135,16 @@ def release_free_memory() -> None:
     to do). For the end of a burst of work: a poll's temporaries are freed but their pages stay
     with the process until trimmed. `python -m benchmarks.footprint --feeds 200`, trimming
     every 5 s: 181 -> 178 MB steady. It walks the heap: a few milliseconds."""
-    if not sys.platform.startswith("linux"):
-        return
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    trim = _glibc("malloc_trim")
     if trim is not None:
         trim(0)
+
+
+def _glibc(name: str) -> Any:
+    """The C library's function ``name`` on Linux, where glibc's malloc runs; else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return getattr(ctypes.CDLL(None), name, None)
 
 
 def tune_collector() -> None:
