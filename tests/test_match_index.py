@@ -21,21 +21,27 @@ TITLES = (
 )
 
 
+def feats_of(n: int, title: str) -> Features:
+    """The features of outlet ``n``'s report with this title."""
+    return features(
+        Entry(
+            feed_url=f"https://outlet{n}.example/feed",
+            entry_id=f"e{n}",
+            title=title,
+            summary="",
+            url=f"https://outlet{n}.example/{n}",
+            link=f"https://outlet{n}.example/{n}",
+            published=T0 + timedelta(minutes=n),
+            updated=None,
+            first_seen=T0,
+            content_hash=f"{n:064x}",
+        )
+    )
+
+
 def member(n: int) -> tuple[Features, float]:
     """An entry's features and a norm of its term weights."""
-    entry = Entry(
-        feed_url=f"https://outlet{n}.example/feed",
-        entry_id=f"e{n}",
-        title=TITLES[n % len(TITLES)],
-        summary="",
-        url=f"https://outlet{n}.example/{n}",
-        link=f"https://outlet{n}.example/{n}",
-        published=T0 + timedelta(minutes=n),
-        updated=None,
-        first_seen=T0,
-        content_hash=f"{n:064x}",
-    )
-    return features(entry), random.Random(n).uniform(1.0, 9.0)
+    return feats_of(n, TITLES[n % len(TITLES)]), random.Random(n).uniform(1.0, 9.0)
 
 
 def share(feats: Features, norm: float) -> dict[str, float]:
@@ -171,26 +177,9 @@ def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
         assert any(isinstance(p, dict) for p in index._postings)
 
 
-def _entry(n: int, title: str) -> Features:
-    return features(
-        Entry(
-            feed_url="https://wire.example/feed",
-            entry_id=f"w{n}",
-            title=title,
-            summary="",
-            url=f"https://wire.example/w{n}",
-            link=f"https://wire.example/w{n}",
-            published=T0,
-            updated=None,
-            first_seen=T0,
-            content_hash=f"{n:064x}",
-        )
-    )
-
-
 def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
-    plain = _entry(1, "markets slide as prices rise again")
-    rich = _entry(2, "Turkey inflation hits 85% as Erdogan meets Putin in Ankara")
+    plain = feats_of(1, "markets slide as prices rise again")
+    rich = feats_of(2, "Turkey inflation hits 85% as Erdogan meets Putin in Ankara")
     assert rich.numbers and rich.entities and not plain.numbers and not plain.entities
     story = StoryState("s")
     story.add(plain)
