@@ -25,6 +25,7 @@ COMPILED = [
     "aggregator/match/index.py",
     "aggregator/match/link.py",
     "aggregator/match/matcher.py",
+    "aggregator/match/prior.py",
     "aggregator/match/score.py",
 ]
 # Each module is compiled on its own (mypyc's separate mode: ``index__mypyc.*.so`` holds the

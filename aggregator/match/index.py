@@ -322,14 +322,14 @@ class TermIndex:
 
     def idfs(self, terms: Iterable[str]) -> dict[str, float]:
         """:meth:`idf` of each of ``terms``."""
-        ids = self._ids.get
+        ids = self._ids
         d = self._d
         blended = self._blended
         blended_log_docs = self._blended_log_docs
         log_docs = self._log_docs
         out = {}
         for term in terms:
-            i = ids(term)
+            i = ids.get(term)
             if i is not None:
                 out[term] = (blended_log_docs if blended[i] else log_docs) + d[i]
                 continue
@@ -342,10 +342,9 @@ class TermIndex:
         slots = story.slots
         counts = story.counts
         idfs = self.idfs(slots)
-        log = math.log
         total = 0.0
         for term, slot in slots.items():
-            weight = (1.0 + log(counts[slot])) * idfs[term]
+            weight = (1.0 + math.log(counts[slot])) * idfs[term]
             total += weight * weight
         return math.sqrt(total)
 
@@ -393,7 +392,6 @@ class TermIndex:
         df = self._df
         d = self._d
         blended = self._blended
-        log = math.log
         share = PRIOR_SHARE
         keep = _KEEP
         for term in terms:
@@ -402,7 +400,7 @@ class TermIndex:
             df[i] = count
             # _offset(prior, count), inlined: this runs for every term of every entry. The
             # prior is looked up again (memoised for words) rather than kept: 8 bytes a term.
-            online = -log(count + 1)
+            online = -math.log(count + 1)
             if blended[i]:
                 d[i] = keep * online + share * (prior_idf(term) or 0.0)
             else:
@@ -492,17 +490,16 @@ class TermIndex:
                 found.append((1 if isinstance(posting, str) else len(posting), i, posting))
         found.sort(key=_length)
         acc: dict[str, float] = {}
-        get = acc.get
         budget = SCAN_BUDGET
         for length, i, posting in found:
             weight = self._weight(i)
             if isinstance(posting, str):
-                acc[posting] = get(posting, 0.0) + weight
+                acc[posting] = acc.get(posting, 0.0) + weight
                 budget -= 1
             elif length <= budget and length <= POSTING_CAP:
                 budget -= length
                 for sid in posting:
-                    acc[sid] = get(sid, 0.0) + weight
+                    acc[sid] = acc.get(sid, 0.0) + weight
             else:
                 break  # every later list is at least as long
         return top_keys(acc, limit)

@@ -31,6 +31,7 @@ FULL_SHARE = 0.15
 # event cluster within hours; a gap of days is weak evidence against (follow-ups, re-runs).
 TIME_SCALE = timedelta(hours=36)
 TIME_FLOOR = 0.85
+_TIME_SCALE_SECONDS = TIME_SCALE.total_seconds()
 # Shared terms listed in the evidence, heaviest first.
 SHARED_SHOWN = 8
 
@@ -89,6 +90,8 @@ MEANING_MID = 0.42
 # AllSides .938/.627 .943/.626, UCI head .902/.687 .902/.692 (their replays spread each story
 # over 48 h at random, so there the rule can only cost); 12 h: AllSides .942/.623.
 EVENT_DAY = timedelta(hours=24)
+_EVENT_DAY_MICROSECONDS = EVENT_DAY // timedelta(microseconds=1)
+_MICROSECONDS_PER_DAY = 86_400_000_000
 # Taken off a join score (and an average link) per day between an entry and a story's newest
 # report beyond EVENT_DAY, with or without the meaning signal: a week later the same words are
 # next week's figures or the second vaccine approved, not this event. On join scores alone, .1
@@ -140,7 +143,7 @@ def proximity(when: datetime | None, newest: datetime | None) -> float:
     if when is None or newest is None:
         return 1.0
     gap = abs((when - newest).total_seconds())
-    return max(TIME_FLOOR, math.exp(-gap / TIME_SCALE.total_seconds()))
+    return max(TIME_FLOOR, math.exp(-gap / _TIME_SCALE_SECONDS))
 
 
 def days_apart(when: datetime | None, newest: datetime | None) -> float:
@@ -148,7 +151,14 @@ def days_apart(when: datetime | None, newest: datetime | None) -> float:
     it): the same people in the news days later is another event."""
     if when is None or newest is None:
         return 0.0
-    return max(0.0, (abs(when - newest) - EVENT_DAY) / timedelta(days=1))
+    beyond = abs(_microseconds(when - newest)) - _EVENT_DAY_MICROSECONDS
+    # The same figure as (abs(gap) - EVENT_DAY) / timedelta(days=1), which divides the two
+    # durations' microseconds too, without building three timedeltas per candidate.
+    return max(0.0, beyond / _MICROSECONDS_PER_DAY)
+
+
+def _microseconds(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def threshold_for(size: int, config: MatchConfig) -> float:
@@ -243,9 +253,10 @@ def centroid_weight(count: int, idf_value: float) -> float:
 
 def story_norm(story: StoryState, idf: Idf) -> float:
     """Euclidean norm of the story centroid."""
-    log = math.log
     counts = story.counts
-    return math.sqrt(sum(((1.0 + log(counts[s])) * idf(t)) ** 2 for t, s in story.slots.items()))
+    return math.sqrt(
+        sum(((1.0 + math.log(counts[s])) * idf(t)) ** 2 for t, s in story.slots.items())
+    )
 
 
 def score(
@@ -285,15 +296,19 @@ def score_above(
     weights = query.weights
     idfs = query.idfs
     full = config.full_share * story.size
-    log = math.log
     dot = 0.0
     covered = 0.0
     owned = 0.0
-    common = weights.keys() & slots.keys()
-    for term in common:
-        w = weights[term]
-        count = counts[slots[term]]
-        dot += w * (1.0 + log(count)) * idfs[term]
+    # The shared terms, in the entry's order: a set intersection of the two key views cost
+    # more than the sums it fed, and its order (string hashes) varied from run to run.
+    common: list[str] = []
+    for term, w in weights.items():
+        slot = slots.get(term)
+        if slot is None:
+            continue
+        common.append(term)
+        count = counts[slot]
+        dot += w * (1.0 + math.log(count)) * idfs[term]
         covered += w * min(1.0, count / full)
         owned += w * min(1.0, count / max(1, df(term)))
     total = query.total
