@@ -344,14 +344,14 @@ class TermIndex:
         idfs = self.idfs(slots)
         total = 0.0
         for term, slot in slots.items():
-            weight = (1.0 + math.log(counts[slot])) * idfs[term]
+            weight = (1.0 + math.log(float(counts[slot]))) * idfs[term]
             total += weight * weight
         return math.sqrt(total)
 
     def _set_docs(self, docs: int) -> None:
         self.docs = docs
         # ln(docs + 1) + 1, so that idf = _log_docs - ln(df + 1) is the smoothed IDF.
-        self._log_docs = math.log(docs + 1) + 1.0
+        self._log_docs = math.log(float(docs + 1)) + 1.0
         self._blended_log_docs = _KEEP * self._log_docs
 
     def df_of(self, term: str) -> int:
@@ -400,7 +400,8 @@ class TermIndex:
             df[i] = count
             # _offset(prior, count), inlined: this runs for every term of every entry. The
             # prior is looked up again (memoised for words) rather than kept: 8 bytes a term.
-            online = -math.log(count + 1)
+            # float(): compiled, math.log of a float is the C function, of an int a Python call.
+            online = -math.log(float(count + 1))
             if blended[i]:
                 d[i] = keep * online + share * (prior_idf(term) or 0.0)
             else:
@@ -527,7 +528,7 @@ def _coefficients(term: str, df: int) -> tuple[float, float]:
 
 def _offset(prior: float | None, df: int) -> float:
     """``d`` of a term with this prior (None: none) and document frequency."""
-    online = -math.log(df + 1)  # online IDF = _log_docs + online
+    online = -math.log(float(df + 1))  # online IDF = _log_docs + online
     if prior is None:
         return online
     return _KEEP * online + PRIOR_SHARE * prior

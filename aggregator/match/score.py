@@ -163,7 +163,9 @@ def _microseconds(delta: timedelta) -> int:
 
 def threshold_for(size: int, config: MatchConfig) -> float:
     """The join threshold for a story of ``size`` members: lower for established stories."""
-    return max(config.min_threshold, config.threshold - config.size_discount * math.log(size))
+    return max(
+        config.min_threshold, config.threshold - config.size_discount * math.log(float(size))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +250,14 @@ def prepare(feats: Features, idf: Idf, idfs: dict[str, float] | None = None) -> 
 
 def centroid_weight(count: int, idf_value: float) -> float:
     """Sublinear member count times IDF: a term in 50 members is not 50 times as telling."""
-    return (1.0 + math.log(count)) * idf_value
+    return (1.0 + math.log(float(count))) * idf_value
 
 
 def story_norm(story: StoryState, idf: Idf) -> float:
     """Euclidean norm of the story centroid."""
     counts = story.counts
     return math.sqrt(
-        sum(((1.0 + math.log(counts[s])) * idf(t)) ** 2 for t, s in story.slots.items())
+        sum(((1.0 + math.log(float(counts[s]))) * idf(t)) ** 2 for t, s in story.slots.items())
     )
 
 
@@ -308,7 +310,7 @@ def score_above(
             continue
         common.append(term)
         count = counts[slot]
-        dot += w * (1.0 + math.log(count)) * idfs[term]
+        dot += w * (1.0 + math.log(float(count))) * idfs[term]
         covered += w * min(1.0, count / full)
         owned += w * min(1.0, count / max(1, df(term)))
     total = query.total
