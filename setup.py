@@ -47,6 +47,20 @@ class BuildExtOrPure(build_ext):
                 Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
 
 
+def remove_compiled_modules() -> None:
+    """Delete the compiled match index an earlier build left beside the sources: when this
+    build cannot compile them, those libraries would still be imported instead of the sources,
+    running code older than the files."""
+    root = Path(__file__).parent
+    for source in COMPILED:
+        path = root / source
+        for built in [
+            *path.parent.glob(f"{path.stem}.*.so"),
+            *path.parent.glob(f"{path.stem}__mypyc.*.so"),
+        ]:
+            built.unlink(missing_ok=True)
+
+
 def native_modules() -> list[object]:
     if os.environ.get("AGGREGATOR_PURE_PYTHON") == "1":
         return []
@@ -54,6 +68,7 @@ def native_modules() -> list[object]:
         from mypyc.build import mypycify
     except ImportError:
         print("aggregator: mypyc is not installed; the match index runs as pure Python")
+        remove_compiled_modules()
         return []
     # pip's isolated build environment holds mypy, not the project's dependencies: their types
     # are unknown there and taken as Any (mypy --strict over the installed project checks
@@ -64,6 +79,7 @@ def native_modules() -> list[object]:
         return list(mypycify([*options, *COMPILED], opt_level="3", separate=True))
     except (Exception, SystemExit) as exc:  # mypyc refused the code: it runs interpreted
         print(f"aggregator: mypyc could not compile the match index ({exc!r}); pure Python")
+        remove_compiled_modules()
         return []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from aggregator.match import MatchConfig, Matcher
 from aggregator.match.link import anchors_agree, average_link, figures_conflict
+from aggregator.match.matcher import ALIAS_PRUNE_MIN
 from aggregator.match.prior import prior_idf
 from aggregator.match.semantic import (
     CachedEmbedder,
@@ -487,3 +488,28 @@ def test_missing_semantic_extra_is_reported() -> None:
         pytest.skip("the semantic extra is installed here")
     with pytest.raises(SemanticUnavailable):
         load_minilm()
+
+
+def test_aliases_of_stories_gone_from_the_index_are_pruned() -> None:
+    """Each merge leaves an alias behind; once its story has left the window the alias is
+    forgotten, so a long-running index does not keep one per merge for good."""
+    matcher = Matcher(window=timedelta(hours=48))
+    merges = ALIAS_PRUNE_MIN + 10
+    for i in range(merges):
+        when = ANKARA + timedelta(seconds=i)
+        matcher.add_known(entry("a.com", f"a{i}", f"Report number {i} on topic", when), f"a{i}")
+        matcher.add_known(entry("b.com", f"b{i}", f"Other report {i} on topic", when), f"b{i}")
+        matcher.merge(f"a{i}", f"b{i}")
+    live = entry("c.com", "live", "Fresh report", ANKARA + timedelta(days=3))
+    matcher.add_known(live, "c")
+    matcher.merge("c", "d")  # an alias whose story is still in the window
+    matcher.expire(ANKARA + timedelta(days=3))
+    assert matcher.entries == 1
+    assert matcher._alias == {"d": "c"}
+    # Still followed: an entry stored under the merged-away id joins the surviving story.
+    matcher.add_known(entry("d.com", "late", "Late report", ANKARA + timedelta(days=3)), "d")
+    assert matcher.story_of(("https://d.com/rss", "late")) == "c"
+    # Below the bound, nothing is pruned: a few aliases cost less than a pass over them.
+    matcher.merge("c", "e")
+    matcher.expire(ANKARA + timedelta(days=3))
+    assert set(matcher._alias) == {"d", "e"}

@@ -48,6 +48,13 @@ from aggregator.types import Assignment, Entry, new_story_id
 
 EntryKey = tuple[str, str]
 
+# Story aliases (merged-away id -> the id it lives on as) are pruned once they number this
+# many and twice as many as the last pruning kept: an alias whose story has left the index
+# names nothing it can reach. Unpruned, every merge of a long-running service (about 1 per 100
+# entries on UCI head, 1 per 300 on AllSides) and every merge stored before a restart (replayed
+# at load) kept one, about 200 bytes, for good.
+ALIAS_PRUNE_MIN = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -84,6 +91,7 @@ class Matcher:
         self._wires: dict[str, str] = {}
         self._forbidden: set[tuple[EntryKey, str]] = set()
         self._alias: dict[str, str] = {}
+        self._aliases_kept = 0
         self._cache = StoryCache(self.index)
         # (newest published, story id) of every story, stale pairs included: expire pops
         # the oldest instead of scanning every story in the window.
@@ -180,6 +188,21 @@ class Matcher:
         """Drop every story whose newest entry was published before ``now - window``."""
         horizon = now - self.window
         self._drop_oldest_while(lambda newest: newest < horizon)
+        self._prune_aliases()
+
+    def _prune_aliases(self) -> None:
+        """Forget the aliases of stories no longer in the index (see ``ALIAS_PRUNE_MIN``); each
+        kept alias names the story it resolves to, so chains do not grow."""
+        if len(self._alias) <= max(ALIAS_PRUNE_MIN, 2 * self._aliases_kept):
+            return
+        stories = self.stories
+        kept = {}
+        for other in self._alias:
+            into = self._resolve(other)
+            if into in stories:
+                kept[other] = into
+        self._alias = kept
+        self._aliases_kept = len(kept)
 
     @property
     def entries(self) -> int:
