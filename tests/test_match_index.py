@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aggregator.match.index import POSTING_LIST_MAX, StoryState, TermIndex, shares
+from aggregator.match.matcher import Matcher
 from aggregator.match.text import BIGRAM_WEIGHT, Features, features
 from aggregator.types import Entry
 
@@ -192,3 +194,24 @@ def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
     story.remove(rich.key)
     assert story.entity_counts is None and story.number_counts is None
     assert story.number_kinds is None and not story.holds(url=rich.url)
+
+
+def test_indexed_entries_share_one_copy_of_each_term() -> None:
+    """Features come from parse workers through a pipe, each with its own copies of the term
+    strings; the index keeps the first copy and gives it to every later entry."""
+    matcher = Matcher()
+    first = pickle.loads(pickle.dumps(feats_of(1, "Putin and Erdogan meet in Ankara")))
+    second = pickle.loads(pickle.dumps(feats_of(2, "Erdogan hosts Putin in Ankara talks")))
+    assert not any(a is b for a in first.terms for b in second.terms)
+    matcher.assign_features(first)
+    matcher.assign_features(second)
+    kept = {
+        key: feats.terms
+        for story in matcher.stories.values()
+        for key, feats in story.members.items()
+    }
+    one, two = kept[first.key], kept[second.key]
+    common = set(one) & set(two)
+    assert {"putin", "erdogan", "ankara"} <= common
+    for term in common:
+        assert one[one.index(term)] is two[two.index(term)], term

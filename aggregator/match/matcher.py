@@ -116,7 +116,7 @@ class Matcher:
         self.prime(batch)
         for feats, (_, story_id) in zip(batch, known, strict=True):
             vector = self._vector(feats)
-            self._add(shared_terms(feats), self._resolve(story_id), vector=vector)
+            self._add(shared_terms(feats, self.index), self._resolve(story_id), vector=vector)
             self._keep_within_cap()
 
     def prime(self, batch: Sequence[Features]) -> None:
@@ -132,14 +132,14 @@ class Matcher:
         """Decide which story ``entry`` belongs to, add it there and return the decision.
 
         ``feats``: ``features(entry)`` when the caller has it already (computed in a parse
-        worker); its terms are interned so the index holds one copy of each.
+        worker); the index keeps one copy of each of its terms (``shared_terms``).
         """
         return self.assign_features(features(entry) if feats is None else feats)
 
     def assign_features(self, feats: Features) -> Assignment:
         """:meth:`assign` given the entry's features (all the matcher looks at)."""
         vector = self._vector(feats)
-        assignment = self._assign(shared_terms(feats), vector)
+        assignment = self._assign(shared_terms(feats, self.index), vector)
         self._keep_within_cap()
         return assignment
 
@@ -182,7 +182,7 @@ class Matcher:
         if story_id is None:
             return
         self._remove(feats.key, story_id)
-        self._add(shared_terms(feats), story_id, vector=vector)
+        self._add(shared_terms(feats, self.index), story_id, vector=vector)
 
     def expire(self, now: datetime) -> None:
         """Drop every story whose newest entry was published before ``now - window``."""
@@ -531,18 +531,18 @@ class Matcher:
             heapq.heappush(self._by_newest, (story.newest, story_id))
 
 
-def shared_terms(feats: Features) -> Features:
-    """``feats`` as the index keeps it: its term strings interned (features unpickled from a
-    worker process carry their own copy of every term, and a million indexed entries would hold
-    them all), without the texts only embedding reads (``title`` and ``meaning``: the vector is
-    made before the entry is indexed; about 100 bytes an entry)."""
+def shared_terms(feats: Features, index: TermIndex) -> Features:
+    """``feats`` as the index keeps it: its terms the copies ``index`` holds
+    (``TermIndex.shared``) and its names interned, without the texts only embedding reads
+    (``title`` and ``meaning``: the vector is made before the entry is indexed; about 100 bytes
+    an entry)."""
     intern = sys.intern
     # Built directly: dataclasses.replace costs ~3x as much (it inspects the fields each call).
     return Features(
         key=feats.key,
         title="",
         fuzzy_text=feats.fuzzy_text,
-        terms=tuple(map(intern, feats.terms)),
+        terms=index.shared(feats.terms),
         title_count=feats.title_count,
         summary_count=feats.summary_count,
         entities=tuple(map(intern, feats.entities)),
