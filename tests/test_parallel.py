@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ import pytest
 
 from aggregator.config import Config
 from aggregator.exceptions import ParseError
+from aggregator.match.text import features
 from aggregator.refresh import parse_pool
+from aggregator.refresh.index_process import StoryIndexProcess
 from aggregator.refresh.parse_pool import ParsePool, parse_and_normalise
 from aggregator.refresh.workers import (
     INDEX_PROCESS_MIN_FEEDS,
@@ -22,6 +24,7 @@ from aggregator.refresh.workers import (
     index_in_own_process,
     parse_inline,
 )
+from aggregator.storage import SqlStorage
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FEED = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -231,3 +234,32 @@ async def test_the_resource_tracker_stops_with_the_idle_workers(
         got = await pool.parse(big, HEADERS, URL, URL, NOW)
         assert got.entries[0].title == "Storm hits coast"
         assert pool.pool_starts == 2 and tracker._pid is not None
+
+
+async def test_the_resource_tracker_stops_while_the_match_index_process_runs(
+    monkeypatch: pytest.MonkeyPatch, storage: SqlStorage
+) -> None:
+    """The match index process lets go of the tracker's pipe as it starts, so once the parse
+    workers of a backlog have stopped the tracker stops too, with the index process still
+    answering (a service of 500 feeds or more kept the tracker for good)."""
+    from multiprocessing import resource_tracker
+
+    monkeypatch.setattr(parse_pool, "POOL_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(parse_pool, "TRACKER_CHECK_SECONDS", 0.2)
+    tracker = resource_tracker._resource_tracker
+    big = FEED.replace(b"</channel>", b"<!--" + b"x" * (INLINE_MAX_BYTES + 1) + b"--></channel>")
+    index = StoryIndexProcess(storage.url, timedelta(hours=48), lambda: NOW)
+    try:
+        assert tracker._pid is not None  # spawning the index process started it
+        async with ParsePool(workers=None) as pool:
+            got = await pool.parse(big, HEADERS, URL, URL, NOW)
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if tracker._pid is None:
+                    break
+            assert not pool.running and tracker._pid is None
+        assert index.pid is not None and os.waitpid(index.pid, os.WNOHANG) == (0, 0)
+        matched = index.match([features(got.entries[0])], [])
+        assert matched.assignments[0].new_story
+    finally:
+        index.close()

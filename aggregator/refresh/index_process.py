@@ -25,7 +25,9 @@ from aggregator.match.text import Features
 from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
 from aggregator.refresh.processes import (
     SPAWN,
+    detach_from_resource_tracker,
     exit_with_parent,
+    mark_detached,
     release_free_memory,
     tune_collector,
     tune_malloc,
@@ -113,7 +115,9 @@ class StoryIndexProcess:
         self._child_generation = 0
         try:
             try:
-                _unpack(ours.recv())  # "ready" once the index is loaded, or what stopped it
+                # "ready" once the index is loaded, saying whether the child let go of the
+                # resource tracker's pipe; or what stopped it.
+                detached = _unpack(ours.recv())
             except EOFError:
                 process.join()
                 raise IndexDied(
@@ -126,6 +130,8 @@ class StoryIndexProcess:
             process.kill()
             process.join()
             raise
+        if detached:
+            mark_detached(process)
         self._conn = ours
         self._reader = threading.Thread(
             target=self._read, args=(ours,), name="aggregator-index-reader", daemon=True
@@ -278,6 +284,7 @@ def _serve(
     ``StorageError`` by the caller) or "error" (a bug, raised as ``RuntimeError``).
     """
     exit_with_parent(parent)
+    detached = detach_from_resource_tracker()  # told the parent with "ready"
     tune_collector()
     tune_malloc()
     storage: Storage | None = None
@@ -291,7 +298,7 @@ def _serve(
         return
     try:
         gc.freeze()  # the loaded index lives long: keep full collections from walking it
-        conn.send(("ready", None, 0))
+        conn.send(("ready", detached, 0))
         trimmed = True
         while True:
             try:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -23,7 +24,9 @@ __all__ = [
     "MALLOC_ARENAS",
     "MALLOC_FIXED_THRESHOLD",
     "SPAWN",
+    "detach_from_resource_tracker",
     "exit_with_parent",
+    "mark_detached",
     "release_free_memory",
     "stop_resource_tracker",
     "tune_collector",
@@ -153,8 +156,38 @@ def tune_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+# Children known to have closed their end of the resource tracker's pipe (see
+# ``detach_from_resource_tracker``): they do not keep the tracker running.
+_DETACHED: weakref.WeakSet[multiprocessing.process.BaseProcess] = weakref.WeakSet()
+
+
+def detach_from_resource_tracker() -> bool:
+    """In a spawned child that creates no named semaphore or shared memory (the match index
+    process): close the tracker pipe it was given, so that the tracker can stop while this
+    child lives. The tracker exits once every end of its pipe is closed; the match index
+    process held one for as long as it ran, and with it the tracker (about 12 MB) stayed for
+    good on a service with 500 feeds or more. ``_fd`` is private; where it is missing, nothing
+    changes. Should the child need the tracker after all, multiprocessing starts one anew.
+    True when this process holds no end of the pipe any more."""
+    tracker = resource_tracker._resource_tracker
+    if not hasattr(tracker, "_fd"):
+        return False
+    fd = tracker._fd
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        tracker._fd = None
+    return True
+
+
+def mark_detached(process: multiprocessing.process.BaseProcess) -> None:
+    """Record, in the parent, that ``process`` has called ``detach_from_resource_tracker``."""
+    _DETACHED.add(process)
+
+
 def stop_resource_tracker() -> bool:
-    """Stop multiprocessing's resource tracker once no child process is left; True if it did.
+    """Stop multiprocessing's resource tracker once no child process that holds its pipe is
+    left (children detached from it do not count); True if it did.
 
     Starting a spawned child starts the tracker, a Python process of its own (about 13 MB),
     and nothing stops it when the children are gone: a service whose parse workers stopped
@@ -163,7 +196,8 @@ def stop_resource_tracker() -> bool:
     start a tracker again (memory only). ``_stop`` is private; where it is missing the
     tracker stays.
     """
-    if multiprocessing.active_children():  # also reaps the children that have exited
+    # active_children() also reaps the children that have exited.
+    if any(child not in _DETACHED for child in multiprocessing.active_children()):
         return False
     tracker = resource_tracker._resource_tracker
     stop = getattr(tracker, "_stop", None)
