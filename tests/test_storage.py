@@ -800,6 +800,10 @@ def test_story_merges_in_a_refresh_are_applied_once(store: SqlStorage) -> None:
     )
     story = store.get_story("old")
     assert story is not None and len(story.sources) == 3
+    # The index asks only for what was recorded since it last looked.
+    first, second = store.corrections()
+    assert store.corrections(after=first.id) == [second]
+    assert store.corrections(after=second.id) == []
 
 
 def test_store_refreshes_writes_a_batch_all_or_none(store: SqlStorage) -> None:

@@ -166,7 +166,10 @@ class LocalStoryIndex:
 
     def apply_corrections(self, now: datetime) -> bool:
         with self._lock:
-            new = [c for c in self.storage.corrections() if c.id > self._correction_id]
+            # Only the rows recorded since: every merge the matcher makes is one, and reading
+            # them all on every call (each tick, and for each feed with a shared database)
+            # grew with the age of the database.
+            new = self.storage.corrections(after=self._correction_id)
             if not new:
                 return False
             if any(c.kind == "split" for c in new):

@@ -152,8 +152,9 @@ class Storage(Protocol):
         ``"story_merge"`` instead. ``story_a``'s rank is recomputed.
         """
 
-    def corrections(self) -> list[Correction]:
-        """Every manual correction, oldest first, for the matcher to respect."""
+    def corrections(self, after: int = 0) -> list[Correction]:
+        """The corrections whose id is above ``after`` (every one by default), oldest first, for
+        the matcher to respect: splits and merges by hand, and the matcher's own merges."""
 
     def find_entries(self, ident: str) -> list[tuple[str, str]]:
         """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""

@@ -265,9 +265,10 @@ def merge_targets(conn: Connection, story_ids: Collection[str]) -> dict[str, str
     return resolved
 
 
-def list_corrections(conn: Connection) -> list[Correction]:
-    """Every correction, oldest first."""
-    rows = conn.execute(select(corrections).order_by(corrections.c.id)).mappings()
+def list_corrections(conn: Connection, after: int = 0) -> list[Correction]:
+    """The corrections whose id is above ``after``, oldest first."""
+    stmt = select(corrections).where(corrections.c.id > after).order_by(corrections.c.id)
+    rows = conn.execute(stmt).mappings()
     return [_correction(row) for row in rows]
 
 

@@ -266,10 +266,10 @@ class SqlStorage:
         with self._tx("record_merge", write=True) as conn:
             story_writes.record_merge(conn, story_a, story_b, now)
 
-    def corrections(self) -> list[Correction]:
-        """Every manual correction, oldest first, for the matcher to respect."""
+    def corrections(self, after: int = 0) -> list[Correction]:
+        """The corrections whose id is above ``after``, oldest first (see ``Storage``)."""
         with self._tx("corrections", write=False) as conn:
-            return queries.list_corrections(conn)
+            return queries.list_corrections(conn, after)
 
     # -- retention ---------------------------------------------------------------------------
 
