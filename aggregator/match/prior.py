@@ -143,5 +143,5 @@ def table_text() -> bytes:
             raise ValueError(f"wordfreq's frequency of {word!r} is off its centibel scale")
         buckets.extend([] for _ in range(bucket + 1 - len(buckets)))
         buckets[bucket].append(word)
-    lines = [HEADER, *(" ".join(sorted(words)) for words in buckets)]
+    lines = [HEADER, *[" ".join(sorted(words)) for words in buckets]]
     return gzip.compress("\n".join(lines).encode(), mtime=0)
