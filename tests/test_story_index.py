@@ -337,3 +337,25 @@ def test_an_index_process_that_dies_while_loading_says_so(storage: SqlStorage) -
     # The child exits before it can answer: its window start is not a time it can subtract.
     with pytest.raises(IndexDied, match=r"exited while loading the index \(exit code 1;"):
         StoryIndexProcess(storage.url, "not a duration", lambda: NOW)  # type: ignore[arg-type]
+
+
+def test_a_load_resolves_stored_merges_instead_of_replaying_them(storage: SqlStorage) -> None:
+    """Every matcher merge is a stored correction: a load reads the window's survivors and the
+    splits, not every merge ever made, and keeps no alias for them."""
+    first, other = entry("afp", "1", ANKARA), entry("ap", "2", OTHER)
+    index = LocalStoryIndex(storage, WINDOW, NOW)
+    a = index.match(feats(first), [])
+    store(storage, [first], a)
+    b = index.match(feats(other), [])
+    store(storage, [other], b)
+    left, kept = a.assignments[0].story_id, b.assignments[0].story_id
+    # The entry is split out of its story, and that story is then merged into another.
+    storage.record_split(first.feed_url, first.entry_id, "split-out", NOW)
+    storage.record_merge(kept, left, NOW)
+    reloaded = LocalStoryIndex(storage, WINDOW, NOW)
+    matcher = reloaded._matcher
+    assert matcher._alias == {}
+    # The split still keeps the entry out of the story it left, now under the survivor's id.
+    assert matcher._forbidden == {(first.key, kept)}
+    assert matcher.story_of(first.key) == "split-out"
+    assert reloaded.apply_corrections(NOW) is False  # nothing recorded since the load

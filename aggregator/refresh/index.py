@@ -125,11 +125,13 @@ class LocalStoryIndex:
         # Read the sequence first: anything stored meanwhile is caught up later (and
         # deduplicated).
         seq = storage.newest_seq()
-        corrections = storage.corrections()
+        # Merges are not replayed: the window's entries come with the stories that survived
+        # them, and the splits' stories are resolved below. Every matcher merge is a
+        # correction, so replaying them all cost a start time and memory that grew with the
+        # database's age (100,000 rows: 0.45 s to read, and an alias each).
+        newest_correction = storage.newest_correction_id()
+        splits = storage.corrections(kind="split")
         matcher = Matcher(window=self.window, max_entries=self.max_entries, embedder=self.embedder)
-        for correction in corrections:
-            if correction.kind == "merge":
-                matcher.merge(correction.target_story_id, correction.story_id)
         since, after = now - self.window, None
         if self.max_entries is not None:
             since = storage.window_start(since, self.max_entries)
@@ -137,13 +139,15 @@ class LocalStoryIndex:
             matcher.add_known_many(page)
             last = page[-1][0]
             after = (last.published, last.feed_url, last.entry_id)
-        for correction in corrections:
-            if correction.kind == "split" and correction.feed_url and correction.entry_id:
-                matcher.forbid((correction.feed_url, correction.entry_id), correction.story_id)
+        survivors = storage.surviving_stories({c.story_id for c in splits})
+        for split in splits:
+            if split.feed_url and split.entry_id:
+                left = survivors.get(split.story_id, split.story_id)
+                matcher.forbid((split.feed_url, split.entry_id), left)
         matcher.take_merges()  # replaying stored stories merges nothing new worth storing
         self._matcher = matcher
         self._seq = seq
-        self._correction_id = max((c.id for c in corrections), default=0)
+        self._correction_id = newest_correction
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
         with self._lock:

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from aggregator.storage.records import Correction, PruneResult
+from aggregator.storage.records import Correction, CorrectionKind, PruneResult
 from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
 
@@ -152,9 +152,17 @@ class Storage(Protocol):
         ``"story_merge"`` instead. ``story_a``'s rank is recomputed.
         """
 
-    def corrections(self, after: int = 0) -> list[Correction]:
-        """The corrections whose id is above ``after`` (every one by default), oldest first, for
-        the matcher to respect: splits and merges by hand, and the matcher's own merges."""
+    def corrections(self, after: int = 0, kind: CorrectionKind | None = None) -> list[Correction]:
+        """The corrections whose id is above ``after`` (every one by default), of ``kind`` only
+        if given, oldest first, for the matcher to respect: splits and merges by hand, and the
+        matcher's own merges."""
+
+    def newest_correction_id(self) -> int:
+        """The id of the newest correction (0 before any)."""
+
+    def surviving_stories(self, story_ids: Collection[str]) -> dict[str, str]:
+        """``{story id: the story it was merged into}`` for those of ``story_ids`` retired by
+        merges (chains followed to the end); ids not retired are left out."""
 
     def find_entries(self, ident: str) -> list[tuple[str, str]]:
         """(feed URL, entry id) of the entries whose id, canonical URL or link is ``ident``."""

@@ -177,7 +177,9 @@ def window_page(
     conn: Connection, since: datetime, after: tuple[datetime, str, str] | None, limit: int
 ) -> list[tuple[Entry, str]]:
     """Up to ``limit`` linked entries published at or after ``since`` and after the entry
-    ``after`` (published, feed URL, entry id), oldest first, each with its story id."""
+    ``after`` (published, feed URL, entry id), oldest first, each with its story id: the
+    story that survives the merges of the one it is linked to (a link written while a merge
+    by hand moved that story's entries may still name the merged one)."""
     key = (entries.c.published, entries.c.feed_url, entries.c.entry_id)
     where = entries.c.published >= since
     if after is not None:
@@ -189,7 +191,9 @@ def window_page(
         .order_by(*key)
         .limit(limit)
     )
-    return [(entry_from_row(row), row["story_id"]) for row in conn.execute(stmt).mappings()]
+    rows = [(entry_from_row(row), str(row["story_id"])) for row in conn.execute(stmt).mappings()]
+    survivors = merge_targets(conn, {story_id for _, story_id in rows})
+    return [(entry, survivors.get(story_id, story_id)) for entry, story_id in rows]
 
 
 # The store sequence column is a 32-bit INTEGER on PostgreSQL: a larger bound must not reach
@@ -205,6 +209,11 @@ def entries_after_seq(conn: Connection, seq: int) -> tuple[list[StoredEntry], in
     """
     found = _stored_entries(conn, entries.c.seq > min(seq, _SEQ_MAX), entries.c.seq)
     return found, newest_seq(conn)
+
+
+def newest_correction_id(conn: Connection) -> int:
+    """The id of the newest correction (0 before any)."""
+    return int(conn.execute(select(func.max(corrections.c.id))).scalar() or 0)
 
 
 def newest_seq(conn: Connection) -> int:
@@ -265,9 +274,15 @@ def merge_targets(conn: Connection, story_ids: Collection[str]) -> dict[str, str
     return resolved
 
 
-def list_corrections(conn: Connection, after: int = 0) -> list[Correction]:
-    """The corrections whose id is above ``after``, oldest first."""
-    stmt = select(corrections).where(corrections.c.id > after).order_by(corrections.c.id)
+def list_corrections(
+    conn: Connection, after: int = 0, kind: CorrectionKind | None = None
+) -> list[Correction]:
+    """The corrections whose id is above ``after`` (of ``kind`` only, if given), oldest
+    first."""
+    where = corrections.c.id > after
+    if kind is not None:
+        where = and_(where, corrections.c.kind == kind)
+    stmt = select(corrections).where(where).order_by(corrections.c.id)
     rows = conn.execute(stmt).mappings()
     return [_correction(row) for row in rows]
 

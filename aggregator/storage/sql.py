@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine, func, select
 from aggregator.storage import listing, prune, queries, story_writes, writes
 from aggregator.storage.engine import IMMEDIATE, translate_errors
 from aggregator.storage.migrations import migrate
-from aggregator.storage.records import Correction, PruneResult
+from aggregator.storage.records import Correction, CorrectionKind, PruneResult
 from aggregator.storage.schema import schema_migrations
 from aggregator.types import Entry, FeedRefresh, FeedSpec, FeedState, StoredEntry, Story
 
@@ -266,10 +266,21 @@ class SqlStorage:
         with self._tx("record_merge", write=True) as conn:
             story_writes.record_merge(conn, story_a, story_b, now)
 
-    def corrections(self, after: int = 0) -> list[Correction]:
+    def corrections(self, after: int = 0, kind: CorrectionKind | None = None) -> list[Correction]:
         """The corrections whose id is above ``after``, oldest first (see ``Storage``)."""
         with self._tx("corrections", write=False) as conn:
-            return queries.list_corrections(conn, after)
+            return queries.list_corrections(conn, after, kind)
+
+    def newest_correction_id(self) -> int:
+        """The id of the newest correction (0 before any)."""
+        with self._tx("newest_correction_id", write=False) as conn:
+            return queries.newest_correction_id(conn)
+
+    def surviving_stories(self, story_ids: Collection[str]) -> dict[str, str]:
+        """``{story id: the story it was merged into}`` for those of ``story_ids`` retired by
+        merges, chains followed to the end (see ``Storage``)."""
+        with self._tx("surviving_stories", write=False) as conn:
+            return queries.merge_targets(conn, story_ids)
 
     # -- retention ---------------------------------------------------------------------------
 
