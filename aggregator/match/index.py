@@ -357,22 +357,11 @@ class TermIndex:
 
     def centroid_norm(self, story: StoryState) -> float:
         """Norm of the story centroid ``(1 + ln count) * idf`` (``score.story_norm``), fused:
-        each term's weight is read as ``idfs`` reads it, without building their dict."""
-        ids = self._ids
-        d = self._d
-        blended = self._blended
-        blended_log_docs = self._blended_log_docs
-        log_docs = self._log_docs
+        each term's weight is read in place, without building a dict of them first."""
         counts = story.counts
         total = 0.0
         for term, slot in story.slots.items():
-            i = ids.get(term)
-            if i is not None:
-                idf = (blended_log_docs if blended[i] else log_docs) + d[i]
-            else:
-                c, d0 = _coefficients(term, 0)
-                idf = c * log_docs + d0
-            weight = (1.0 + math.log(float(counts[slot]))) * idf
+            weight = (1.0 + math.log(float(counts[slot]))) * self.idf(term)
             total += weight * weight
         return math.sqrt(total)
 
