@@ -181,5 +181,5 @@ def open_index(
     if own_process is None:
         own_process = shared_between_processes(storage.url)
     if own_process:
-        return StoryIndexProcess(storage.url, window, clock, max_entries, semantic)
+        return StoryIndexProcess(storage, window, clock, max_entries, semantic)
     return LocalStoryIndex(storage, window, clock(), max_entries, semantic)

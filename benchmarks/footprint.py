@@ -10,7 +10,8 @@ every feed once (its ``/metrics`` counter of refreshes), then S seconds for the 
 and reads the resident set size of the service and of every process under it (match index,
 parse workers, the multiprocessing resource tracker) from /proc (``rss_mb``); again once idle
 parse workers have stopped, ``POOL_IDLE_SECONDS`` later (``steady``, with its process count),
-which is the figure of the last line. ``peak`` is the highest sum sampled meanwhile.
+which is the figure of the last line, with each process's share (the service first). ``peak`` is the
+highest sum sampled meanwhile.
 ``--workers`` sets ``settings.workers`` (default auto). Linux only (/proc).
 
 The last line is::
@@ -58,6 +59,8 @@ class Sample:
 
     rss_mb: float
     processes: int
+    # Each process's RSS in MB: the service first, then the others, largest first.
+    split: tuple[float, ...] = ()
 
 
 def _children() -> dict[int, list[int]]:
@@ -93,7 +96,9 @@ def tree_rss(root: int) -> Sample:
         pid = todo.pop()
         pids.append(pid)
         todo.extend(tree.get(pid, ()))
-    return Sample(sum(_rss_kb(pid) for pid in pids) / 1024, len(pids))
+    sizes = [_rss_kb(pid) / 1024 for pid in pids]
+    split = (sizes[0], *sorted(sizes[1:], reverse=True))
+    return Sample(sum(sizes), len(pids), split)
 
 
 def _free_port() -> int:
@@ -185,7 +190,7 @@ def measure(
 def run(feeds: Sequence[int], settle: float, workers: str, steady: float) -> dict[str, float]:
     print(
         f"{'state':<16}{'processes':>10}{'rss_mb':>10}{'steady':>8}{'procs':>6}"
-        f"{'peak_mb':>10}{'poll_s':>9}",
+        f"{'peak_mb':>10}{'poll_s':>9}  steady by process (service first)",
         flush=True,
     )
     figures: dict[str, float] = {}
@@ -199,7 +204,8 @@ def run(feeds: Sequence[int], settle: float, workers: str, steady: float) -> dic
             label = "idle, feeds: []" if count == 0 else f"after {count} feeds"
             print(
                 f"{label:<16}{sample.processes:>10}{sample.rss_mb:>10.0f}{later.rss_mb:>8.0f}"
-                f"{later.processes:>6}{peak:>10.0f}{seconds:>9.1f}",
+                f"{later.processes:>6}{peak:>10.0f}{seconds:>9.1f}"
+                f"  {' + '.join(f'{mb:.0f}' for mb in later.split)}",
                 flush=True,
             )
     return figures

@@ -43,8 +43,19 @@ def test_footprint_smoke_prints_the_table_and_the_summary_line() -> None:
         "procs",
         "peak_mb",
         "poll_s",
+        "steady",
+        "by",
+        "process",
+        "(service",
+        "first)",
     ]
     assert lines[1].startswith("idle, feeds: []") and lines[3].startswith("after 5 feeds")
+    for row in lines[1:4]:  # the steady figure is the sum of its processes' shares
+        figures, split = row.rsplit("  ", 1)
+        _, _, steady, procs, _, _ = (float(x) for x in figures.split()[-6:])
+        shares = [float(mb) for mb in split.split(" + ")]
+        assert len(shares) == procs and all(mb > 0 for mb in shares)
+        assert abs(sum(shares) - steady) <= len(shares)  # each rounded to a whole MB
     summary = re.fullmatch(r"footprint idle_mb=(\d+) feeds2_mb=(\d+) feeds5_mb=(\d+)", lines[-1])
     assert summary, lines[-1]
     idle, _two, five = (int(x) for x in summary.groups())

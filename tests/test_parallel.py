@@ -239,20 +239,22 @@ async def test_the_resource_tracker_stops_with_the_idle_workers(
 async def test_the_resource_tracker_stops_while_the_match_index_process_runs(
     monkeypatch: pytest.MonkeyPatch, storage: SqlStorage
 ) -> None:
-    """The match index process lets go of the tracker's pipe as it starts, so once the parse
-    workers of a backlog have stopped the tracker stops too, with the index process still
-    answering (a service of 500 feeds or more kept the tracker for good)."""
+    """The match index process lets go of the tracker's pipe as it starts, so the tracker its
+    start started stops at once, and once the parse workers of a backlog have stopped it
+    stops again, with the index process still answering (a service of 500 feeds or more kept
+    the tracker for good)."""
     from multiprocessing import resource_tracker
 
     monkeypatch.setattr(parse_pool, "POOL_IDLE_SECONDS", 0.2)
     monkeypatch.setattr(parse_pool, "TRACKER_CHECK_SECONDS", 0.2)
     tracker = resource_tracker._resource_tracker
     big = FEED.replace(b"</channel>", b"<!--" + b"x" * (INLINE_MAX_BYTES + 1) + b"--></channel>")
-    index = StoryIndexProcess(storage.url, timedelta(hours=48), lambda: NOW)
+    index = StoryIndexProcess(storage, timedelta(hours=48), lambda: NOW)
     try:
-        assert tracker._pid is not None  # spawning the index process started it
+        assert tracker._pid is None  # spawning the index process started it; stopped since
         async with ParsePool(workers=None) as pool:
             got = await pool.parse(big, HEADERS, URL, URL, NOW)
+            assert tracker._pid is not None  # the workers' start started it again
             for _ in range(100):
                 await asyncio.sleep(0.1)
                 if tracker._pid is None:

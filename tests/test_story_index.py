@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,7 @@ from aggregator.refresh.index_process import StoryIndexProcess
 from aggregator.refresh.parse_pool import Parsed
 from aggregator.refresh.updater import Updater
 from aggregator.storage import SqlStorage, open_storage
-from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate
+from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate, StoredEntry
 
 NOW = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -76,7 +78,7 @@ def parsed(item: Entry) -> Parsed:
 def make_index(kind: str, storage: SqlStorage, max_entries: int | None = None) -> StoryIndex:
     if kind == "local":
         return LocalStoryIndex(storage, WINDOW, NOW, max_entries)
-    return StoryIndexProcess(storage.url, WINDOW, lambda: NOW, max_entries)
+    return StoryIndexProcess(storage, WINDOW, lambda: NOW, max_entries)
 
 
 @pytest.fixture(params=["local", "process"])
@@ -147,7 +149,7 @@ def test_the_window_expires_and_a_changed_entry_is_replaced(kind: str, storage: 
 
 def test_a_killed_index_process_is_started_again_from_storage(storage: SqlStorage) -> None:
     first = entry("afp", "1", ANKARA)
-    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    index = StoryIndexProcess(storage, WINDOW, lambda: NOW)
     try:
         a = index.match(feats(first), [])
         store(storage, [first], a)
@@ -164,7 +166,7 @@ def test_a_killed_index_process_is_started_again_from_storage(storage: SqlStorag
 
 def test_submitted_matches_are_answered_in_order(storage: SqlStorage) -> None:
     reports = [entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN), entry("ap", "1", OTHER)]
-    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    index = StoryIndexProcess(storage, WINDOW, lambda: NOW)
     try:
         # All three are queued before the first answer: the child takes them in order.
         futures = [index.submit_match(feats(report), []) for report in reports]
@@ -178,7 +180,7 @@ def test_submitted_matches_are_answered_in_order(storage: SqlStorage) -> None:
 def test_calls_pending_when_the_index_process_dies_fail_with_index_died(
     storage: SqlStorage,
 ) -> None:
-    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    index = StoryIndexProcess(storage, WINDOW, lambda: NOW)
     try:
         pid = index.pid
         assert pid is not None
@@ -195,7 +197,7 @@ def test_calls_pending_when_the_index_process_dies_fail_with_index_died(
 async def test_a_feed_matched_when_the_index_process_died_is_matched_again(
     storage: SqlStorage,
 ) -> None:
-    index = StoryIndexProcess(storage.url, WINDOW, lambda: NOW)
+    index = StoryIndexProcess(storage, WINDOW, lambda: NOW)
     updater = Updater(storage, Fetcher(), match_window=WINDOW, index=index, clock=lambda: NOW)
     try:
         pid = index.pid
@@ -210,10 +212,89 @@ async def test_a_feed_matched_when_the_index_process_died_is_matched_again(
     assert [s.entry.key for s in storage.entries_since(NOW - WINDOW)] == [report.key]
 
 
-def test_an_index_process_that_cannot_open_its_database_says_why() -> None:
-    url = "postgresql://postgres@127.0.0.1:1/none"  # nothing listens on port 1
-    with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
-        StoryIndexProcess(url, WINDOW, lambda: NOW)
+class FailingReads(SqlStorage):
+    """A database that fails the index's reads named in ``failing``, once each, and answers
+    ``entries_after`` only after ``delay`` seconds."""
+
+    def __init__(self, inner: SqlStorage, *failing: str, delay: float = 0.0) -> None:
+        super().__init__(inner.engine)
+        self.failing = set(failing)
+        self.delay = delay
+
+    def _fail(self, method: str) -> None:
+        if method in self.failing:
+            self.failing.discard(method)
+            raise StorageError(f"{method}: database disk image is malformed")
+
+    def window_page(
+        self, since: datetime, after: tuple[datetime, str, str] | None, limit: int
+    ) -> list[tuple[Entry, str]]:
+        self._fail("window_page")
+        return super().window_page(since, after, limit)
+
+    def entries_after(self, seq: int) -> tuple[list[StoredEntry], int]:
+        time.sleep(self.delay)
+        self._fail("entries_after")
+        return super().entries_after(seq)
+
+
+def test_an_index_process_whose_load_the_database_fails_says_why(storage: SqlStorage) -> None:
+    with pytest.raises(StorageError, match="window_page: database disk image is malformed"):
+        StoryIndexProcess(FailingReads(storage, "window_page"), WINDOW, lambda: NOW)
+
+
+def test_the_index_process_reads_through_the_service_and_keeps_calls_queued_meanwhile(
+    storage: SqlStorage,
+) -> None:
+    """The child asks the service for its reads over the pipe: a failed read is the call's
+    StorageError, and a match queued while a read waits is answered after it, in order."""
+    first, second = entry("afp", "1", ANKARA), entry("tass", "1", ANKARA_AGAIN)
+    slow = FailingReads(storage, "entries_after", delay=0.3)
+    index = StoryIndexProcess(slow, WINDOW, lambda: NOW)
+    try:
+        store(storage, [first], index.match(feats(first), []))
+        with pytest.raises(StorageError, match="entries_after: database disk image"):
+            index.catch_up()
+        caught_up = index.submit("catch_up")
+        matched = index.submit_match(feats(second), [])  # sent while the read waits
+        assert caught_up.result(timeout=30) is None
+        assert not matched.result(timeout=30).assignments[0].new_story
+    finally:
+        index.close()
+
+
+def test_the_index_process_code_never_imports_the_storage_layer() -> None:
+    """What the index process runs (its module, the index it loads, a match) loads neither
+    SQLAlchemy nor ``aggregator.storage``: about 30 MB the child held for a few queries."""
+    script = """
+import sys
+from datetime import UTC, datetime, timedelta
+import aggregator.refresh.index_process
+from aggregator.match.text import features
+from aggregator.refresh.index import LocalStoryIndex
+from aggregator.types import Entry
+
+class NoRows:
+    def newest_seq(self): return 0
+    def newest_correction_id(self): return 0
+    def corrections(self, after=0, kind=None): return []
+    def surviving_stories(self, story_ids): return {}
+    def window_start(self, since, max_entries): return since
+    def window_page(self, since, after, limit): return []
+    def entries_after(self, seq): return [], seq
+
+now = datetime(2017, 9, 28, tzinfo=UTC)
+index = LocalStoryIndex(NoRows(), timedelta(hours=48), now)
+entry = Entry("https://afp.example/rss", "1", "Putin and Erdogan meet in Ankara", "", None,
+              None, now, None, now, "hash")
+index.match([features(entry)], [])
+index.catch_up()
+print(sorted(m for m in sys.modules if m.startswith(("sqlalchemy", "aggregator.storage"))))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 class RefusingStorage(SqlStorage):
@@ -336,7 +417,7 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
 def test_an_index_process_that_dies_while_loading_says_so(storage: SqlStorage) -> None:
     # The child exits before it can answer: its window start is not a time it can subtract.
     with pytest.raises(IndexDied, match=r"exited while loading the index \(exit code 1;"):
-        StoryIndexProcess(storage.url, "not a duration", lambda: NOW)  # type: ignore[arg-type]
+        StoryIndexProcess(storage, "not a duration", lambda: NOW)  # type: ignore[arg-type]
 
 
 def test_a_load_resolves_stored_merges_instead_of_replaying_them(storage: SqlStorage) -> None:

@@ -10,11 +10,12 @@ Two implementations, one contract (``tests/test_story_index.py`` runs against bo
 
 - ``LocalStoryIndex`` (here): the matcher in this process, and where the ``Matcher`` is built
   (``_load``). Used with an in-memory database (which no other process can open) and by tests.
-- ``StoryIndexProcess`` (``index_process``): the same ``LocalStoryIndex`` in a child process
-  that opens the database itself, answering over a pipe. Matching is most of the CPU of a first poll
-  (``Matcher.assign`` took 73% of the service's one busy core at 10,000 feeds); in a process
-  of its own it gets the second core, and the service matches one feed while it stores the
-  previous one (``store.PipelinedStore``). Only features go out and only assignments come back.
+- ``StoryIndexProcess`` (``index_process``): the same ``LocalStoryIndex`` in a child process,
+  answering over a pipe; the service answers its reads of storage (``index_reads``). Matching
+  is most of the CPU of a first poll (``Matcher.assign`` took 73% of the service's one busy
+  core at 10,000 feeds); in a process of its own it gets the second core, and the service
+  matches one feed while it stores the previous one (``store.PipelinedStore``). Only features
+  go out and only assignments come back.
 
 Every operation is atomic: calls from several threads are served one at a time. ``generation``
 counts rebuilds: a match made in an earlier generation was made against an index that no
@@ -35,7 +36,7 @@ from aggregator.exceptions import AggregatorError
 from aggregator.match import Matcher
 from aggregator.match.embedding import load_embedder
 from aggregator.match.text import Features
-from aggregator.storage.base import Storage
+from aggregator.refresh.index_reads import IndexReads
 from aggregator.types import DEFAULT_SEMANTIC, Assignment, SemanticSignal
 
 __all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex"]
@@ -99,7 +100,7 @@ class LocalStoryIndex:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: IndexReads,
         window: timedelta,
         now: datetime,
         max_entries: int | None = None,

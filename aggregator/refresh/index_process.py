@@ -1,7 +1,9 @@
 """The match index in a process of its own, on a second core: ``StoryIndexProcess``.
 
-The child opens the database itself, loads a ``LocalStoryIndex`` (``index``), takes features
-and answers with assignments over a pipe, and dies with the service (``processes``).
+The child loads a ``LocalStoryIndex`` (``index``), takes features and answers with assignments
+over a pipe, and dies with the service (``processes``). It never opens the database: the few
+reads the index makes are asked of the service over the same pipe (``index_reads``), so the
+child does not import the storage layer.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from typing import Any
 from aggregator.exceptions import StorageError
 from aggregator.match.text import Features
 from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
+from aggregator.refresh.index_reads import READ, IndexReads, PipeReads, serve_read
 from aggregator.refresh.processes import (
     SPAWN,
     detach_from_resource_tracker,
     exit_with_parent,
     mark_detached,
     release_free_memory,
+    stop_resource_tracker,
     tune_collector,
     tune_malloc,
 )
-from aggregator.storage import open_storage
-from aggregator.storage.base import Storage
 from aggregator.types import DEFAULT_SEMANTIC, SemanticSignal
 
 __all__ = ["StoryIndexProcess"]
@@ -48,7 +50,8 @@ _CLOSE_TIMEOUT_S = 10.0
 
 
 class StoryIndexProcess:
-    """A ``LocalStoryIndex`` in a child process that opens ``storage_url`` itself.
+    """A ``LocalStoryIndex`` in a child process whose reads of storage this process answers
+    from ``storage`` (in the thread that reads the child's answers, and while it loads).
 
     Calls are queued on the pipe in order and answered in order by a reader thread, so a caller
     may submit the next feed's matching before the answer for the previous one arrives
@@ -62,13 +65,13 @@ class StoryIndexProcess:
 
     def __init__(
         self,
-        storage_url: str,
+        storage: IndexReads,
         window: timedelta,
         clock: Callable[[], datetime],
         max_entries: int | None = None,
         semantic: SemanticSignal = DEFAULT_SEMANTIC,
     ) -> None:
-        self.storage_url = storage_url
+        self.storage = storage
         self.window = window
         self.max_entries = max_entries
         self.semantic = semantic
@@ -83,6 +86,11 @@ class StoryIndexProcess:
         self._process: BaseProcess | None = None
         self._reader: threading.Thread | None = None
         self._start()
+        # Spawning the child started multiprocessing's resource tracker (about 12 MB), which
+        # a detached child does not need: stopped here, it no longer stays for good on a
+        # service whose parse workers never start (a restart with nothing due, for one).
+        if stop_resource_tracker():
+            log.info("multiprocessing resource tracker stopped: the index process needs none")
 
     @property
     def generation(self) -> int:
@@ -99,7 +107,6 @@ class StoryIndexProcess:
             target=_serve,
             args=(
                 theirs,
-                self.storage_url,
                 self.window,
                 self.max_entries,
                 self.semantic,
@@ -116,8 +123,11 @@ class StoryIndexProcess:
         try:
             try:
                 # "ready" once the index is loaded, saying whether the child let go of the
-                # resource tracker's pipe; or what stopped it.
-                detached = _unpack(ours.recv())
+                # resource tracker's pipe; or what stopped it. Its reads come first.
+                while (message := ours.recv())[0] == READ:
+                    with contextlib.suppress(OSError):  # it died: the next recv says so
+                        ours.send(serve_read(self.storage, message[1], message[2]))
+                detached = _unpack(message)
             except EOFError:
                 process.join()
                 raise IndexDied(
@@ -145,6 +155,11 @@ class StoryIndexProcess:
                 answer = conn.recv()
             except (EOFError, OSError):
                 break
+            if answer[0] == READ:  # the child reads storage for the call it serves
+                reply = serve_read(self.storage, answer[1], answer[2])
+                with self._send_lock, contextlib.suppress(OSError):  # a broken pipe: it died
+                    conn.send(reply)
+                continue
             future = self._pending.popleft()
             self._child_generation = answer[2]
             try:
@@ -271,7 +286,6 @@ def _unpack(answer: tuple[str, Any, int]) -> Any:
 
 def _serve(
     conn: Connection,
-    storage_url: str,
     window: timedelta,
     max_entries: int | None,
     semantic: SemanticSignal,
@@ -287,39 +301,37 @@ def _serve(
     detached = detach_from_resource_tracker()  # told the parent with "ready"
     tune_collector()
     tune_malloc()
-    storage: Storage | None = None
+    reads = PipeReads(conn)
     try:
-        storage = open_storage(storage_url)
-        index = LocalStoryIndex(storage, window, now, max_entries, semantic)
+        index = LocalStoryIndex(reads, window, now, max_entries, semantic)
     except StorageError as exc:
         conn.send(("storage_error", str(exc), 0))
-        if storage is not None:
-            storage.close()
         return
-    try:
-        gc.freeze()  # the loaded index lives long: keep full collections from walking it
-        conn.send(("ready", detached, 0))
-        trimmed = True
-        while True:
-            try:
-                if not trimmed and not conn.poll(TRIM_IDLE_SECONDS):
-                    release_free_memory()  # a burst of calls is over
-                    trimmed = True
-                    continue
-                method, args = conn.recv()
-            except EOFError:  # the service closed its end
-                return
-            trimmed = False
-            if method == "stop":
-                return
-            try:
-                result = getattr(index, method)(*args)
-            except StorageError as exc:
-                conn.send(("storage_error", str(exc), index.generation))
-            except Exception as exc:  # a bug: reported to the caller, who raises it
-                log.exception("match index process: %s failed", method)
-                conn.send(("error", f"{method}: {exc!r}", index.generation))
-            else:
-                conn.send(("ok", result, index.generation))
-    finally:
-        storage.close()
+    except EOFError:  # the service closed its end while the index loaded
+        return
+    gc.freeze()  # the loaded index lives long: keep full collections from walking it
+    conn.send(("ready", detached, 0))
+    trimmed = True
+    while True:
+        try:
+            if not trimmed and not reads.pending(TRIM_IDLE_SECONDS):
+                release_free_memory()  # a burst of calls is over
+                trimmed = True
+                continue
+            method, args = reads.next_call()
+        except EOFError:  # the service closed its end
+            return
+        trimmed = False
+        if method == "stop":
+            return
+        try:
+            result = getattr(index, method)(*args)
+        except EOFError:  # gone while a read waited for its answer
+            return
+        except StorageError as exc:
+            conn.send(("storage_error", str(exc), index.generation))
+        except Exception as exc:  # a bug: reported to the caller, who raises it
+            log.exception("match index process: %s failed", method)
+            conn.send(("error", f"{method}: {exc!r}", index.generation))
+        else:
+            conn.send(("ok", result, index.generation))
