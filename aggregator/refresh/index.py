@@ -44,8 +44,12 @@ __all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex"]
 log = logging.getLogger("aggregator.index")
 
 # Entries read per query when loading the window: the whole window at once (a list of every
-# entry, 100,000 of them at 2,000 feeds) took more memory than the index it builds.
-LOAD_PAGE = 5_000
+# entry, 100,000 of them at 2,000 feeds) took more memory than the index it builds. A page's
+# entries, features and vectors are alive together, and what they took stays in the heap as
+# holes between the index's objects: loading 50,000 stored feedgen entries grew the process by
+# 320 MB with pages of 5,000, 265 with 1,000 and 259 with 500, in 15.0-15.5, 15.0-15.5 and
+# 16.0 s of CPU (``docs/architecture.md``, 2026-12-07).
+LOAD_PAGE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
