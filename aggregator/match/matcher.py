@@ -533,13 +533,15 @@ class Matcher:
 
 def shared_terms(feats: Features, index: TermIndex) -> Features:
     """``feats`` as the index keeps it: its terms the copies ``index`` holds
-    (``TermIndex.shared``) and its names interned, without the texts only embedding reads
-    (``title`` and ``meaning``: the vector is made before the entry is indexed; about 100 bytes
-    an entry)."""
+    (``TermIndex.shared``), its names and its feed's URL interned, without the texts only
+    embedding reads (``title`` and ``meaning``: the vector is made before the entry is indexed;
+    about 100 bytes an entry). Entries loaded from storage each carry their own copy of the
+    feed's URL (one per row read), where a parse worker's share one per feed."""
     intern = sys.intern
+    feed_url, entry_id = feats.key
     # Built directly: dataclasses.replace costs ~3x as much (it inspects the fields each call).
     return Features(
-        key=feats.key,
+        key=(intern(feed_url), entry_id),
         title="",
         fuzzy_text=feats.fuzzy_text,
         terms=index.shared(feats.terms),
