@@ -61,7 +61,9 @@ $(NATIVE): $(STAMP) $(TOOLS)/.installed setup.py $(wildcard aggregator/match/*.p
 	PYTHONPATH=$(TOOLS) $(BIN)/python setup.py --quiet build_ext --inplace --parallel 2
 	# A rebuild whose C text did not change copies the earlier build with its old times.
 	find aggregator/match -name '*.so' -exec touch {} +
-	touch $(NATIVE)
+	# Stamped only when compiled: a compile that fell back to pure Python is tried again by
+	# the next make, rather than leaving the sources interpreted until one of them changes.
+	if ls aggregator/match/*.so >/dev/null 2>&1; then touch $(NATIVE); fi
 
 native: $(NATIVE)
 
