@@ -414,6 +414,33 @@ async def test_a_worker_on_postgresql_catches_up_with_others_not_with_itself(
     assert stored[first.key] == stored[second.key] == stored[third.key]
 
 
+async def test_an_index_process_on_postgresql_reads_through_its_workers_storage() -> None:
+    """As the runtime builds it: the index process's reads are answered from the worker's
+    own storage, whose thread holding the matching lock waits for the index meanwhile."""
+    first, second, third = (
+        entry("afp", "1", ANKARA),
+        entry("tass", "1", ANKARA_AGAIN),
+        entry("ap", "1", ANKARA_THIRD),
+    )
+    with throwaway_database() as url:
+        mine, theirs = open_storage(url), open_storage(url)
+        my_index = StoryIndexProcess(mine, WINDOW, lambda: NOW)
+        try:
+            me = Updater(mine, Fetcher(), match_window=WINDOW, index=my_index, clock=lambda: NOW)
+            other = Updater(theirs, Fetcher(), match_window=WINDOW, clock=lambda: NOW)
+            for updater, item in ((me, first), (other, second), (me, third)):
+                changes = await updater._match_and_store(feed_of(item), parsed(item), STATE)
+                assert [e.key for e in changes.new] == [item.key]
+            stored = {s.entry.key: s.story_id for s in mine.entries_since(NOW - WINDOW)}
+        finally:
+            my_index.close()
+            mine.close()
+            theirs.close()
+    # Catching up and matching under the lock, the reads answered meanwhile, neither waited
+    # for ever nor split the event.
+    assert stored[first.key] == stored[second.key] == stored[third.key]
+
+
 def test_an_index_process_that_dies_while_loading_says_so(storage: SqlStorage) -> None:
     # The child exits before it can answer: its window start is not a time it can subtract.
     with pytest.raises(IndexDied, match=r"exited while loading the index \(exit code 1;"):
