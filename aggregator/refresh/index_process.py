@@ -125,8 +125,7 @@ class StoryIndexProcess:
                 # "ready" once the index is loaded, saying whether the child let go of the
                 # resource tracker's pipe; or what stopped it. Its reads come first.
                 while (message := ours.recv())[0] == READ:
-                    with contextlib.suppress(OSError):  # it died: the next recv says so
-                        ours.send(serve_read(self.storage, message[1], message[2]))
+                    self._answer_read(ours, message)
                 detached = _unpack(message)
             except EOFError:
                 process.join()
@@ -156,9 +155,7 @@ class StoryIndexProcess:
             except (EOFError, OSError):
                 break
             if answer[0] == READ:  # the child reads storage for the call it serves
-                reply = serve_read(self.storage, answer[1], answer[2])
-                with self._send_lock, contextlib.suppress(OSError):  # a broken pipe: it died
-                    conn.send(reply)
+                self._answer_read(conn, answer)
                 continue
             future = self._pending.popleft()
             self._child_generation = answer[2]
@@ -172,6 +169,13 @@ class StoryIndexProcess:
                 conn.close()
             while self._pending:
                 self._pending.popleft().set_exception(IndexDied("the match index process died"))
+
+    def _answer_read(self, conn: Connection, message: tuple[str, str, tuple[Any, ...]]) -> None:
+        """Answer the child's read ``(READ, method, args)`` from ``storage``."""
+        reply = serve_read(self.storage, message[1], message[2])
+        # A broken pipe: the child died, which the next recv says.
+        with self._send_lock, contextlib.suppress(OSError):
+            conn.send(reply)
 
     def submit(self, method: str, *args: Any) -> Future[Any]:
         """Queue a call; its future fails with ``IndexDied`` if the child dies first."""
