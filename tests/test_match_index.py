@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -215,3 +216,50 @@ def test_indexed_entries_share_one_copy_of_each_term() -> None:
     assert {"putin", "erdogan", "ankara"} <= common
     for term in common:
         assert one[one.index(term)] is two[two.index(term)], term
+
+
+def test_a_one_member_story_reads_its_figures_from_its_member() -> None:
+    rich = feats_of(2, "Turkey inflation hits 85% as Erdogan meets Putin in Ankara")
+    norm = 3.5
+    story = StoryState("s")
+    assert story.add(rich, norm) == list(rich.terms)
+    assert story.kept_slots is None and story.kept_counts is None and story.free is None
+    assert story.slots == {term: i for i, term in enumerate(rich.terms)}
+    assert list(story.counts) == [1] * len(rich.terms)
+    assert list(story.mass) == shares(rich, norm)
+    assert [story.mass_at(i) for i in range(len(rich.terms))] == shares(rich, norm)
+    assert story.mass_dict() == share(rich, norm)
+    assert all(story.count(t) == 1 and story.mass_of(t) == share(rich, norm)[t] for t in rich.terms)
+    assert story.count("absent") == 0 and story.mass_of("absent") == 0.0
+    assert story.entity_counts == Counter(rich.entities) and story.names(rich.entities[0])
+    assert story.number_counts == Counter(rich.numbers)
+    assert story.number_kinds == Counter(f.partition(":")[0] for f in rich.numbers)
+    assert story.newest == rich.published
+    assert story.remove(rich.key) == list(rich.terms)
+    assert story.slots == {} and story.mass_dict() == {} and story.newest is None
+    assert story.entity_counts is None and not story.names(rich.entities[0])
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_the_aggregate_built_at_the_second_member_is_the_one_kept_member_by_member(
+    order: tuple[int, ...],
+) -> None:
+    """Built when a second member joins, the aggregate holds what adding each member to it
+    gives, and it is kept when the story is down to one member again."""
+    members = [member(n) for n in order]
+    story = StoryState("s")
+    fresh = [story.add(*m) for m in members]
+    assert story.kept_slots is not None
+    seen: set[str] = set()
+    for (feats, _), new in zip(members, fresh, strict=True):
+        assert new == [t for t in feats.terms if t not in seen]
+        seen.update(feats.terms)
+    assert list(story.slots) == list(dict.fromkeys(t for f, _ in members for t in f.terms))
+    for feats, norm in members:
+        share_of = share(feats, norm)
+        assert all(story.mass_of(t) >= share_of[t] for t in feats.terms)
+    assert_mass(story, [share(*m) for m in members])
+    for feats, _ in members[1:]:
+        story.remove(feats.key)
+    assert story.kept_slots is not None and story.size == 1
+    assert_mass(story, [share(*members[0])])

@@ -90,11 +90,10 @@ def story_link(
     """:func:`average_link` of a mass (an entry's, or a story's ``mass_dict``) and a story,
     read from the story's packed sums."""
     slots = story.slots
-    mass = story.mass
     dot = 0.0
     parts: list[tuple[float, str]] = []
     for term in a.keys() & slots.keys():
-        theirs = mass[slots[term]]
+        theirs = story.mass_at(slots[term])
         if theirs <= 0.0:
             continue  # held by members without a share only
         weight = idf(term)

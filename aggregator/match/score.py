@@ -294,7 +294,8 @@ def score_above(
     could lift the score above ``floor`` (the caller's best so far).
     """
     slots = story.slots
-    counts = story.counts
+    # None: the story keeps no aggregate, and its one member holds each of its terms once.
+    counts = story.kept_counts
     weights = query.weights
     idfs = query.idfs
     full = config.full_share * story.size
@@ -309,7 +310,7 @@ def score_above(
         if slot is None:
             continue
         common.append(term)
-        count = counts[slot]
+        count = 1 if counts is None else counts[slot]
         dot += w * (1.0 + math.log(float(count))) * idfs[term]
         covered += w * min(1.0, count / full)
         owned += w * min(1.0, count / max(1, df(term)))
@@ -349,10 +350,8 @@ def entity_miss(query: Query, story: StoryState) -> float:
     if not query.entity_idfs:
         return 0.0
     missed = 0.0
-    entity_counts = story.entity_counts
-    slots = story.slots
     for ent, w in query.entity_idfs.items():
-        if (entity_counts is None or ent not in entity_counts) and ent not in slots:
+        if not story.names(ent) and not story.count(ent):
             missed += w
     return missed / query.entity_total
 
