@@ -186,15 +186,18 @@ def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
     assert rich.numbers and rich.entities and not plain.numbers and not plain.entities
     story = StoryState("s")
     story.add(plain)
-    assert story.entity_counts is None and story.number_counts is None
+    assert story.figures() is None and not story.names(rich.entities[0])
     story.add(rich)
-    assert story.number_counts is not None and story.number_kinds is not None
-    assert story.entity_counts is not None
+    assert story.kept_numbers == Counter(rich.numbers) and story.names(rich.entities[0])
+    assert story.kept_kinds == Counter(f.partition(":")[0] for f in rich.numbers)
+    assert story.kept_entities == Counter(rich.entities)
+    assert story.figures() == (story.kept_numbers, story.kept_kinds)
     assert story.holds(url=rich.url) and story.holds(url=plain.url)
     assert not story.holds(url="https://elsewhere.example/") and not story.holds()
     story.remove(rich.key)
-    assert story.entity_counts is None and story.number_counts is None
-    assert story.number_kinds is None and not story.holds(url=rich.url)
+    assert story.kept_entities is None and story.kept_numbers is None
+    assert story.kept_kinds is None and story.figures() is None
+    assert not story.names(rich.entities[0]) and not story.holds(url=rich.url)
 
 
 def test_indexed_entries_share_one_copy_of_each_term() -> None:
@@ -223,7 +226,7 @@ def test_a_one_member_story_reads_its_figures_from_its_member() -> None:
     norm = 3.5
     story = StoryState("s")
     assert story.add(rich, norm) == list(rich.terms)
-    assert story.kept_slots is None and story.kept_counts is None and story.free is None
+    assert story.kept_counts is None and story.kept_mass is None and story.free is None
     assert story.slots == {term: i for i, term in enumerate(rich.terms)}
     assert list(story.counts) == [1] * len(rich.terms)
     assert list(story.mass) == shares(rich, norm)
@@ -231,13 +234,12 @@ def test_a_one_member_story_reads_its_figures_from_its_member() -> None:
     assert story.mass_dict() == share(rich, norm)
     assert all(story.count(t) == 1 and story.mass_of(t) == share(rich, norm)[t] for t in rich.terms)
     assert story.count("absent") == 0 and story.mass_of("absent") == 0.0
-    assert story.entity_counts == Counter(rich.entities) and story.names(rich.entities[0])
-    assert story.number_counts == Counter(rich.numbers)
-    assert story.number_kinds == Counter(f.partition(":")[0] for f in rich.numbers)
+    assert all(story.names(name) for name in rich.entities) and not story.names("absent")
+    assert story.figures() == (rich.numbers, [f.partition(":")[0] for f in rich.numbers])
     assert story.newest == rich.published
     assert story.remove(rich.key) == list(rich.terms)
     assert story.slots == {} and story.mass_dict() == {} and story.newest is None
-    assert story.entity_counts is None and not story.names(rich.entities[0])
+    assert story.figures() is None and not story.names(rich.entities[0])
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -249,7 +251,7 @@ def test_the_aggregate_built_at_the_second_member_is_the_one_kept_member_by_memb
     members = [member(n) for n in order]
     story = StoryState("s")
     fresh = [story.add(*m) for m in members]
-    assert story.kept_slots is not None
+    assert story.kept_counts is not None
     seen: set[str] = set()
     for (feats, _), new in zip(members, fresh, strict=True):
         assert new == [t for t in feats.terms if t not in seen]
@@ -261,5 +263,5 @@ def test_the_aggregate_built_at_the_second_member_is_the_one_kept_member_by_memb
     assert_mass(story, [share(*m) for m in members])
     for feats, _ in members[1:]:
         story.remove(feats.key)
-    assert story.kept_slots is not None and story.size == 1
+    assert story.kept_counts is not None and story.size == 1
     assert_mass(story, [share(*members[0])])

@@ -10,8 +10,7 @@ of its similarity, where single link would join the two stories outright.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.match.index import StoryState, number_kinds, shares, top_keys
@@ -73,14 +72,14 @@ def average_link(
     a: Mapping[str, float], size_a: int, b: Mapping[str, float], size_b: int, idf: Idf
 ) -> tuple[float, list[str]]:
     """Mean cosine over member pairs of two stories, and the terms contributing most."""
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
     dot = 0.0
     parts: list[tuple[float, str]] = []
-    # The key views' intersection walks the smaller side in C; only shared terms count.
-    for term in a.keys() & b.keys():
-        weight = idf(term)
-        part = a[term] * b[term] * weight * weight
-        dot += part
-        parts.append((part, term))
+    # Only shared terms count: the smaller side is walked in its own order (see story_link).
+    for term, mine in small.items():
+        theirs = large.get(term)
+        if theirs is not None:
+            dot = _add_part(dot, parts, term, mine, theirs, idf)
     return _mean_link(dot, parts, size_a * size_b)
 
 
@@ -88,19 +87,40 @@ def story_link(
     a: Mapping[str, float], size_a: int, story: StoryState, idf: Idf
 ) -> tuple[float, list[str]]:
     """:func:`average_link` of a mass (an entry's, or a story's ``mass_dict``) and a story,
-    read from the story's packed sums."""
+    read from the story's packed sums.
+
+    The smaller side is walked in its own order, so the sum adds the same parts in the same
+    order in every run: a set intersection of the two key views walked them in an order that
+    came from string hashes, and two runs of one stream differed in the last digits of a link
+    (and so, at a threshold, could differ in a merge).
+    """
     slots = story.slots
     dot = 0.0
     parts: list[tuple[float, str]] = []
-    for term in a.keys() & slots.keys():
-        theirs = story.mass_at(slots[term])
-        if theirs <= 0.0:
-            continue  # held by members without a share only
-        weight = idf(term)
-        part = a[term] * theirs * weight * weight
-        dot += part
-        parts.append((part, term))
+    if len(a) <= len(slots):
+        for term, mine in a.items():
+            slot = slots.get(term)
+            if slot is not None:
+                dot = _add_part(dot, parts, term, mine, story.mass_at(slot), idf)
+    else:
+        for term, slot in slots.items():
+            held = a.get(term)
+            if held is not None:
+                dot = _add_part(dot, parts, term, held, story.mass_at(slot), idf)
     return _mean_link(dot, parts, size_a * story.size)
+
+
+def _add_part(
+    dot: float, parts: list[tuple[float, str]], term: str, mine: float, theirs: float, idf: Idf
+) -> float:
+    """``dot`` plus one shared term's part, kept in ``parts``; a term the other side holds
+    without a share (members that brought none) adds nothing."""
+    if theirs <= 0.0:
+        return dot
+    weight = idf(term)
+    part = mine * theirs * weight * weight
+    parts.append((part, term))
+    return dot + part
 
 
 def _mean_link(dot: float, parts: list[tuple[float, str]], pairs: int) -> tuple[float, list[str]]:
@@ -127,26 +147,32 @@ def check_due(story: StoryState) -> bool:
 
 def figures_conflict(
     mine: Iterable[str],
-    theirs: Mapping[str, int] | None,
-    their_kinds: Mapping[str, int] | None = None,
+    theirs: Collection[str] | None,
+    their_kinds: Collection[str] | None = None,
 ) -> bool:
     """True when both sides state figures of one kind and none agree (92% vs 72%).
 
-    ``their_kinds`` counts ``theirs`` by kind (``StoryState.number_kinds``), when kept.
+    ``their_kinds``: the kinds of ``theirs`` (``StoryState.figures``), when known.
     """
     if not theirs:
         return False
     if their_kinds is None:
-        their_kinds = Counter(number_kinds(theirs))
+        their_kinds = number_kinds(theirs)
     by_kind: dict[str, list[str]] = {}
     for figure in mine:
         kind = figure.partition(":")[0]
         if kind != "n":
             by_kind.setdefault(kind, []).append(figure)
     return any(
-        their_kinds.get(kind) and not any(f in theirs for f in figures)
+        kind in their_kinds and not any(f in theirs for f in figures)
         for kind, figures in by_kind.items()
     )
+
+
+def story_figures_conflict(mine: Iterable[str], story: StoryState) -> bool:
+    """:func:`figures_conflict` of figures and a story's."""
+    figures = story.figures()
+    return figures is not None and figures_conflict(mine, figures[0], figures[1])
 
 
 def anchors_agree(a: Mapping[str, float], b: Mapping[str, float], idf: Idf) -> bool:

@@ -18,8 +18,8 @@ from aggregator.match.link import (
     anchors_held,
     anchors_present,
     check_due,
-    figures_conflict,
     query_terms,
+    story_figures_conflict,
     story_link,
     unit_mass,
 )
@@ -352,7 +352,7 @@ class Matcher:
             story = self.stories[story_id]
             if not self._allowed(feats, story_id) or self._too_far(feats.published, story):
                 continue
-            if figures_conflict(feats.numbers, story.number_counts, story.number_kinds):
+            if story_figures_conflict(feats.numbers, story):
                 continue
             link, top = story_link(mass, 1, story, idf)
             link *= proximity(feats.published, story.newest)
@@ -422,7 +422,8 @@ class Matcher:
             return False
         if abs(a.newest - b.newest) > self.window:
             return False
-        if figures_conflict(a.number_counts or (), b.number_counts, b.number_kinds):
+        mine = a.figures()
+        if mine is not None and story_figures_conflict(mine[0], b):
             return False
         if not self._forbidden:
             return True

@@ -17,7 +17,7 @@ from aggregator.match.link import (
     LINK_THRESHOLD,
     RELATIVE_FLOOR,
     RELATIVE_LINK,
-    figures_conflict,
+    story_figures_conflict,
 )
 from aggregator.match.text import BIGRAM_WEIGHT, SUMMARY_WEIGHT, Features
 
@@ -350,17 +350,16 @@ def entity_miss(query: Query, story: StoryState) -> float:
     if not query.entity_idfs:
         return 0.0
     missed = 0.0
+    slots = story.slots
     for ent, w in query.entity_idfs.items():
-        if not story.names(ent) and not story.count(ent):
+        if ent not in slots and not story.names(ent):
             missed += w
     return missed / query.entity_total
 
 
 def _number_conflict(feats: Features, story: StoryState) -> bool:
     """True when the entry and the story state figures of one kind and none agree (92% vs 72%)."""
-    if not feats.numbers or not story.number_counts:
-        return False
-    return figures_conflict(feats.numbers, story.number_counts, story.number_kinds)
+    return bool(feats.numbers) and story_figures_conflict(feats.numbers, story)
 
 
 def meaning_bonus(
