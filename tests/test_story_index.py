@@ -194,6 +194,23 @@ def test_calls_pending_when_the_index_process_dies_fail_with_index_died(
         index.close()
 
 
+def test_an_index_process_started_again_leaves_no_resource_tracker(storage: SqlStorage) -> None:
+    """Each start of the child starts multiprocessing's resource tracker (about 12 MB), which
+    the detached child does not need: a child started again after it died stops it too."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    index = StoryIndexProcess(storage, WINDOW, lambda: NOW)
+    try:
+        pid = index.pid
+        assert pid is not None and tracker._pid is None
+        os.kill(pid, signal.SIGKILL)
+        assert index.match(feats(entry("afp", "1", ANKARA)), []).assignments[0].new_story
+        assert index.pid not in (None, pid) and tracker._pid is None
+    finally:
+        index.close()
+
+
 async def test_a_feed_matched_when_the_index_process_died_is_matched_again(
     storage: SqlStorage,
 ) -> None:

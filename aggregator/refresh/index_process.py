@@ -86,11 +86,6 @@ class StoryIndexProcess:
         self._process: BaseProcess | None = None
         self._reader: threading.Thread | None = None
         self._start()
-        # Spawning the child started multiprocessing's resource tracker (about 12 MB), which
-        # a detached child does not need: stopped here, it no longer stays for good on a
-        # service whose parse workers never start (a restart with nothing due, for one).
-        if stop_resource_tracker():
-            log.info("multiprocessing resource tracker stopped: the index process needs none")
 
     @property
     def generation(self) -> int:
@@ -146,6 +141,12 @@ class StoryIndexProcess:
             target=self._read, args=(ours,), name="aggregator-index-reader", daemon=True
         )
         self._reader.start()
+        # Spawning the child started multiprocessing's resource tracker (about 12 MB), which
+        # a detached child does not need: stopped here, at every start (a child that died is
+        # started again), it no longer stays for good on a service whose parse workers never
+        # start (a restart with nothing due, for one).
+        if stop_resource_tracker():
+            log.info("multiprocessing resource tracker stopped: the index process needs none")
 
     def _read(self, conn: Connection) -> None:
         """Resolve the pending calls in order as their answers arrive."""
