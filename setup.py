@@ -27,6 +27,7 @@ COMPILED = [
     "aggregator/match/matcher.py",
     "aggregator/match/prior.py",
     "aggregator/match/score.py",
+    "aggregator/match/story.py",
 ]
 # Each module is compiled on its own (mypyc's separate mode: ``index__mypyc.*.so`` holds the
 # code of ``index``, beside it in the package, where an editable install finds it as it finds the

@@ -9,8 +9,8 @@ from pathlib import Path
 from rapidfuzz import fuzz
 
 from aggregator.match import Matcher
-from aggregator.match.index import StoryState
 from aggregator.match.score import MatchConfig, prepare, score, score_above, story_norm
+from aggregator.match.story import StoryState
 from aggregator.match.text import SUMMARY_LEAD_CHARS, SUMMARY_TERMS, features, lead
 from aggregator.types import Entry
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.match.index import POSTING_LIST_MAX, StoryState, TermIndex, shares
+from aggregator.match.index import POSTING_LIST_MAX, TermIndex
 from aggregator.match.matcher import Matcher
+from aggregator.match.story import StoryState, shares
 from aggregator.match.text import BIGRAM_WEIGHT, Features, features
 from aggregator.types import Entry
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 LINKS = """
 import random
 from datetime import UTC, datetime, timedelta
-from aggregator.match.index import StoryState
+from aggregator.match.story import StoryState
 from aggregator.match.link import average_link, story_link
 from aggregator.match.text import features
 from tests.factories import make_entry

@@ -6,8 +6,9 @@ recomputing them on every size change took a quarter of the matching time.
 
 from __future__ import annotations
 
-from aggregator.match.index import StoryState, TermIndex
+from aggregator.match.index import TermIndex
 from aggregator.match.link import cohesion, query_terms
+from aggregator.match.story import StoryState
 
 # A value is recomputed once the story has grown by this factor since it was computed (or has
 # shrunk). For the cohesion and terms, seeds 0/1 of UCI head score the same to the third

@@ -13,7 +13,8 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aggregator.match.index import StoryState, number_kinds, shares, top_keys
+from aggregator.match.index import top_keys
+from aggregator.match.story import StoryState, number_kinds, shares
 from aggregator.match.text import Features
 
 Idf = Callable[[str], float]

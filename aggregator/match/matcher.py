@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator.match.cache import StoryCache
-from aggregator.match.index import MAX_CANDIDATES, StoryState, TermIndex
+from aggregator.match.index import MAX_CANDIDATES, TermIndex
 from aggregator.match.link import (
     LINK_CANDIDATES,
     RELATIVE_MIN_SIZE,
@@ -43,6 +43,7 @@ from aggregator.match.semantic import (
     SemanticState,
     Vector,
 )
+from aggregator.match.story import StoryState
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
 

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 
 from rapidfuzz import fuzz, process
 
-from aggregator.match.index import StoryState
 from aggregator.match.link import (
     LINK_THRESHOLD,
     RELATIVE_FLOOR,
     RELATIVE_LINK,
     story_figures_conflict,
 )
+from aggregator.match.story import StoryState
 from aggregator.match.text import BIGRAM_WEIGHT, SUMMARY_WEIGHT, Features
 
 Idf = Callable[[str], float]
@@ -294,7 +294,7 @@ def score_above(
     could lift the score above ``floor`` (the caller's best so far).
     """
     slots = story.slots
-    # None: the story keeps no aggregate, and its one member holds each of its terms once.
+    # None: a one-member story keeps no counts; its member holds each of its terms once.
     counts = story.kept_counts
     weights = query.weights
     idfs = query.idfs
