@@ -151,11 +151,13 @@ def test_a_term_keeps_its_id_while_counted_or_held_and_frees_it_after() -> None:
 
 @pytest.mark.parametrize("stories", [5, 80])
 def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
-    """With 80 stories, posting lists grow past POSTING_LIST_MAX and shrink back."""
+    """With 80 stories, posting lists grow past POSTING_LIST_MAX and shrink back; a story
+    is linked only to terms it does not hold (the matcher links the terms new to a story)."""
     rng = random.Random(stories)
     index = TermIndex()
     counted: dict[str, int] = {}
     held: dict[str, dict[str, None]] = {}  # the stories in the order they came
+    longest = 0
     for _ in range(6_000):
         term, story = f"t{rng.randrange(12)}", f"s{rng.randrange(stories)}"
         action = rng.randrange(4)
@@ -165,7 +167,7 @@ def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
         elif action == 1 and counted.get(term):
             index.forget([term])
             counted[term] -= 1
-        elif action == 2:
+        elif action == 2 and story not in held.get(term, {}):
             index.link(story, [term])
             held.setdefault(term, {})[story] = None
         elif held.get(term):
@@ -176,9 +178,14 @@ def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
         assert index.df_of(term) == counted.get(term, 0)
         # One term: every holder scores the same, so ties keep the order they came in.
         assert index.candidates({term: 1.0}, 100) == list(held.get(term, {}))
+        longest = max(longest, len(held.get(term, {})))
     assert len(index._df) <= 12
-    if stories > POSTING_LIST_MAX:
-        assert any(isinstance(p, dict) for p in index._postings)
+    assert (longest > POSTING_LIST_MAX) == (stories > POSTING_LIST_MAX)
+    for term, holders in held.items():
+        for story in list(holders):
+            index.unlink(story, [term])
+    assert index.candidates({f"t{n}": 1.0 for n in range(12)}, 100) == []
+    assert all(posting is None for posting in index._postings)
 
 
 def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:

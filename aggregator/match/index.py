@@ -31,9 +31,12 @@ POSTING_CAP = 400
 # 100k stories or more.
 SCAN_BUDGET = 400
 
-# Stories a term's posting list holds as a list before it becomes a dict. A list of n ids
-# takes 56 + 8n bytes where the dict took ~230-1,200 (200 feedgen feeds: multi-story postings
-# 2.8 -> 1.2 MB); finding a story in it is a scan of at most this many pointers.
+# A posting list of at most this many stories is searched for a story before the story is
+# added to it; a longer one is not, as a story is linked only to terms new to it
+# (``TermIndex.link``), and the search would be a scan of the whole list. A list of n ids takes
+# 56 + 8n bytes where a dict used as an ordered set took ~230-1,200 for a few (200 feedgen
+# feeds: multi-story postings 2.8 -> 1.2 MB) and about 40 a story beyond (1,000 feedgen feeds:
+# the 5,977 postings of more than this many stories, 11.8 MB as dicts).
 POSTING_LIST_MAX = 32
 
 # Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
@@ -55,8 +58,8 @@ MAX_CANDIDATES = 8
 SORT_MAX = 500
 
 
-# A term's posting: one story id, a list of them, or an ordered set of them (see TermIndex).
-Posting: TypeAlias = str | list[str] | dict[str, None]
+# A term's posting: one story id or a list of them (see TermIndex).
+Posting: TypeAlias = str | list[str]
 
 
 class TermIndex:
@@ -86,8 +89,9 @@ class TermIndex:
         # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not.
         self._blended = bytearray()
         # The stories holding each term, in the order they came to: the story id itself while
-        # only one does (most terms: names, title bigrams), a list up to POSTING_LIST_MAX, a
-        # dict used as an ordered set beyond (membership in O(1)); None while none does.
+        # only one does (most terms: names, title bigrams), a list beyond; None while none does.
+        # Taking a story out of a long list is a scan, paid when a story leaves the window or
+        # loses a term, where a dict (an ordered set) took five times the memory.
         self._postings: list[Posting | None] = []
         self._log_docs = 1.0
         self._blended_log_docs = _KEEP
@@ -228,7 +232,9 @@ class TermIndex:
                 self._release(term, i)
 
     def link(self, story_id: str, terms: Iterable[str]) -> None:
-        """Record that ``story_id`` holds each of ``terms``."""
+        """Record that ``story_id`` holds each of ``terms``: terms it did not hold (a story
+        is linked to the terms its new member brings it, ``StoryState.add``), as a posting
+        list longer than ``POSTING_LIST_MAX`` is not searched for it first."""
         postings = self._postings
         for term in terms:
             i = self._id(term)
@@ -238,16 +244,8 @@ class TermIndex:
             elif isinstance(posting, str):
                 if posting != story_id:
                     postings[i] = [posting, story_id]
-            elif isinstance(posting, list):
-                if story_id not in posting:
-                    if len(posting) < POSTING_LIST_MAX:
-                        posting.append(story_id)
-                    else:
-                        grown = dict.fromkeys(posting)
-                        grown[story_id] = None
-                        postings[i] = grown
-            else:
-                posting[story_id] = None
+            elif len(posting) >= POSTING_LIST_MAX or story_id not in posting:
+                posting.append(story_id)
 
     def unlink(self, story_id: str, terms: Iterable[str]) -> None:
         """Record that ``story_id`` no longer holds any of ``terms``."""
@@ -263,13 +261,10 @@ class TermIndex:
                 if posting == story_id:
                     postings[i] = None
             else:
-                if isinstance(posting, list):
-                    if story_id in posting:
-                        posting.remove(story_id)
-                else:
-                    posting.pop(story_id, None)
+                if story_id in posting:
+                    posting.remove(story_id)
                 if len(posting) == 1:
-                    postings[i] = next(iter(posting))
+                    postings[i] = posting[0]
                 elif not posting:
                     postings[i] = None
             if postings[i] is None and not self._df[i]:
