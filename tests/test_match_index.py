@@ -188,6 +188,18 @@ def test_ids_and_postings_follow_a_random_stream_of_terms(stories: int) -> None:
     assert all(posting is None for posting in index._postings)
 
 
+def test_unlinking_finds_a_story_by_its_copy_of_the_id_or_else_by_value() -> None:
+    index = TermIndex()
+    ids = [f"story{n}" for n in range(POSTING_LIST_MAX + 8)]
+    for story_id in ids:
+        index.link(story_id, ["common"])
+    index.unlink(ids[5], ["common"])  # the copy it was linked under
+    index.unlink("".join(["story", "7"]), ["common"])  # an equal string, another object
+    index.unlink("story-absent", ["common"])
+    left = [s for s in ids if s not in ("story5", "story7")]
+    assert index.candidates({"common": 1.0}, 100) == left
+
+
 def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
     plain = feats_of(1, "markets slide as prices rise again")
     rich = feats_of(2, "Turkey inflation hits 85% as Erdogan meets Putin in Ankara")

@@ -471,7 +471,8 @@ class Matcher:
         if norm is None:
             # The IDF has not moved since decide() prepared this entry: reuse its weights.
             norm = self._query(feats).norm
-        self.index.link(story_id, story.add(feats, norm))
+        # Under the story's own copy of its id, which unlink finds by identity (index._find).
+        self.index.link(story.story_id, story.add(feats, norm))
         if observe:
             self.index.observe(feats.all_terms)
         self._entry_story[feats.key] = story_id
@@ -489,7 +490,7 @@ class Matcher:
         does member by member, at once: the story's own sums are not kept up to date on the
         way out, only the index's (about half the cost of removing its members one by one)."""
         story = self.stories.pop(story_id)
-        self.index.unlink(story_id, story.slots)
+        self.index.unlink(story.story_id, story.slots)
         entry_story, urls, wires = self._entry_story, self._urls, self._wires
         forget = self.index.forget
         for key, feats in story.members.items():
@@ -510,7 +511,7 @@ class Matcher:
         story = self.stories[story_id]
         feats = story.members[key]
         newest = story.newest
-        self.index.unlink(story_id, story.remove(key))
+        self.index.unlink(story.story_id, story.remove(key))
         if forget:
             self.index.forget(feats.all_terms)
         if self._entry_story.get(key) == story_id:
