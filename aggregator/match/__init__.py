@@ -6,7 +6,8 @@ Candidates. Each entry is reduced once to features (``text.py``): stemmed inform
 terms, title bigrams, the ``SUMMARY_TERMS`` rarest terms of the summary's lead (its first
 ``SUMMARY_LEAD_CHARS``), named-entity-like tokens, numbers tagged with their kind, canonical
 URL and a hash of long summaries (wire copy). The work per entry is thus bounded however long
-its summary. An inverted index (``index.py``) maps each term to the stories holding it; only
+its summary. Each story keeps the aggregate of its members (``story.py``). An inverted
+index (``index.py``) maps each term to the stories holding it; only
 stories inside the window are indexed, only the ``QUERY_TERMS`` heaviest terms of an entry are
 looked up, and posting lists longer than ``POSTING_CAP`` are skipped, so finding candidates
 costs a few short posting lists whatever the number of stories. The best ``MAX_CANDIDATES`` by
