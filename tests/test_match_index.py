@@ -249,7 +249,6 @@ def test_a_one_member_story_reads_its_figures_from_its_member() -> None:
     assert story.kept_counts is None and story.kept_mass is None and story.free is None
     assert story.slots == {term: i for i, term in enumerate(rich.terms)}
     assert list(story.counts) == [1] * len(rich.terms)
-    assert list(story.mass) == shares(rich, norm)
     assert [story.mass_at(i) for i in range(len(rich.terms))] == shares(rich, norm)
     assert story.mass_dict() == share(rich, norm)
     assert all(story.count(t) == 1 and story.mass_of(t) == share(rich, norm)[t] for t in rich.terms)

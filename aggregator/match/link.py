@@ -1,10 +1,10 @@
 """Average link between stories: the signal that lets stories told in different words merge.
 
 Each member is an IDF-weighted unit vector over its terms. A story keeps, per term, the sum of
-its members' components without the IDF factor (``StoryState.mass``, packed), so the average cosine
-over every (member of A, member of B) pair is one sparse dot product of the two sums divided by
-``|A| * |B|``. Average link does not chain: one bridging headline adds only ``1 / (|A| * |B|)``
-of its similarity, where single link would join the two stories outright.
+its members' components without the IDF factor (``StoryState.mass_at``, packed), so the
+average cosine over every (member of A, member of B) pair is one sparse dot product of the two
+sums divided by ``|A| * |B|``. Average link does not chain: one bridging headline adds only
+``1 / (|A| * |B|)`` of its similarity, where single link would join the two stories outright.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.match.index import top_keys
-from aggregator.match.story import StoryState, number_kinds, shares
-from aggregator.match.text import Features
+from aggregator.match.story import StoryState, number_kinds
 
 Idf = Callable[[str], float]
 
@@ -59,14 +58,6 @@ class StoryMerge:
     other: str
     score: float
     evidence: Mapping[str, object]
-
-
-def unit_mass(feats: Features, norm: float) -> dict[str, float]:
-    """An entry's unit-vector components divided by each term's IDF (see module docstring),
-    given the norm of its term weights: its ``shares`` by term."""
-    if not norm:
-        return {}
-    return dict(zip(feats.terms, shares(feats, norm), strict=True))
 
 
 def average_link(

@@ -21,7 +21,6 @@ from aggregator.match.link import (
     query_terms,
     story_figures_conflict,
     story_link,
-    unit_mass,
 )
 from aggregator.match.score import (
     MatchConfig,
@@ -43,7 +42,7 @@ from aggregator.match.semantic import (
     SemanticState,
     Vector,
 )
-from aggregator.match.story import StoryState
+from aggregator.match.story import StoryState, unit_mass
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
 

@@ -95,15 +95,6 @@ class StoryState:
             return kept
         return array("i", [1]) * len(self.slots)
 
-    @property
-    def mass(self) -> array[float]:
-        """The story's mass of each term, by slot."""
-        kept = self.kept_mass
-        if kept is not None:
-            return kept
-        only = self._single()
-        return array("d") if only is None else array("d", shares(only, self.norms[0]))
-
     def figures(self) -> tuple[Collection[str], Collection[str]] | None:
         """The figures the members state and their kinds (``%:92`` and ``%``); None while no
         member states any. Read from the member of a one-member story without counting them."""
@@ -136,7 +127,7 @@ class StoryState:
         return 0.0 if slot is None else self.mass_at(slot)
 
     def mass_at(self, slot: int) -> float:
-        """``mass[slot]``, without building the array of a story that keeps none."""
+        """The story's mass of the term in ``slot`` (``kept_mass``, or the one member's share)."""
         kept = self.kept_mass
         if kept is not None:
             return kept[slot]
@@ -153,10 +144,7 @@ class StoryState:
         mass = self.kept_mass
         if mass is None:
             only = self._single()
-            if only is None:
-                return {}
-            pairs = zip(only.terms, shares(only, self.norms[0]), strict=True)
-            return {term: value for term, value in pairs if value > 0.0}
+            return {} if only is None else unit_mass(only, self.norms[0])
         out = {}
         for term, slot in self.slots.items():
             value = mass[slot]
@@ -297,6 +285,14 @@ class StoryState:
         first = list(itertools.islice(members.values(), REP_FIRST))
         last = list(itertools.islice(reversed(members.values()), REP_LAST))
         return first + last[::-1]
+
+
+def unit_mass(feats: Features, norm: float) -> dict[str, float]:
+    """An entry's unit-vector components divided by each term's IDF (see ``link.py``), given
+    the norm of its term weights: its ``shares`` by term (none when ``norm`` is 0.0)."""
+    if not norm:
+        return {}
+    return dict(zip(feats.terms, shares(feats, norm), strict=True))
 
 
 def shares(feats: Features, norm: float) -> list[float]:
