@@ -17,7 +17,7 @@ import pytest
 from aggregator.match import MatchConfig, Matcher
 from aggregator.match.embedding import StaticEmbedder, check_available, load_embedder
 from aggregator.match.score import EVENT_DAY, EVENT_HOURS, meaning_bonus
-from aggregator.match.semantic import SemanticState, SemanticUnavailable
+from aggregator.match.semantic import QUANT_LEVELS, SemanticState, SemanticUnavailable
 from tests.test_match import ANKARA, ASTANA_REPORTS, PHONE_CALL_REPORTS, entry
 
 HOUR = timedelta(hours=1)
@@ -227,11 +227,11 @@ def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     state = SemanticState(lambda texts: [])
     state.add("a", ("f", "0"), rows[0])
     stored = state.member(("f", "0"))
-    assert stored is not None and stored.dtype == np.float16
+    assert stored is not None and stored.dtype == np.float32
     state.add("a", ("f", "1"), rows[1])
     state.add("b", ("f", "2"), rows[2])
     # The shared sum (the member's own row) was not added to.
-    assert np.array_equal(state.member(("f", "0")), rows[0].astype(np.float16))  # type: ignore[arg-type]
+    assert np.array_equal(state.member(("f", "0")), stored)  # type: ignore[arg-type]
     state.remove("a", ("f", "0"), last=False)
     moved = state.member(("f", "2"))
     state.remove("b", ("f", "2"), last=True)
@@ -258,9 +258,30 @@ def test_rows_of_members_gone_are_reused() -> None:
     state.remove("a", ("f", "0"), last=True)
     state.add("c", ("f", "2"), rows[2])
     assert len(state._blocks) == blocks and len(state._rows) == 2
-    assert np.array_equal(state.member(("f", "2")), rows[2].astype(np.float16))  # type: ignore[arg-type]
-    assert np.array_equal(state.member(("f", "1")), rows[1].astype(np.float16))  # type: ignore[arg-type]
+    assert np.allclose(state.member(("f", "2")), rows[2], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
+    assert np.allclose(state.member(("f", "1")), rows[1], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
     assert state.member(("f", "0")) is None
+
+
+def test_a_member_is_kept_within_half_a_step_of_its_largest_component() -> None:
+    """A row keeps bytes and a scale: each component within half a step (the largest over
+    QUANT_LEVELS) of the vector given, the largest exactly, zeros as zeros, and reading it
+    twice gives the same floats (what a leaving member takes out of its story's sum)."""
+    rng = np.random.default_rng(3)
+    state = SemanticState(lambda texts: [])
+    vectors = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(50, 256))]
+    vectors.append(np.zeros(256, dtype=np.float32))
+    for i, vector in enumerate(vectors):
+        state.add(f"s{i}", ("f", str(i)), vector)
+    for i, vector in enumerate(vectors):
+        kept = state.member(("f", str(i)))
+        assert kept is not None and kept.dtype == np.float32
+        peak = float(np.abs(vector).max())
+        step = peak / QUANT_LEVELS
+        assert float(np.abs(kept - vector).max()) <= step / 2 + 1e-7
+        assert float(np.abs(kept).max()) == pytest.approx(peak, rel=1e-6, abs=0.0)
+        assert np.array_equal(kept, state.member(("f", str(i))))  # type: ignore[arg-type]
+    assert not state.member(("f", str(len(vectors) - 1))).any()  # type: ignore[union-attr]
 
 
 def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:

@@ -36,12 +36,7 @@ from aggregator.match.score import (
     story_norm,
     threshold_for,
 )
-from aggregator.match.semantic import (
-    AnyVector,
-    Embedder,
-    SemanticState,
-    Vector,
-)
+from aggregator.match.semantic import Embedder, SemanticState, Vector
 from aggregator.match.story import StoryState, unit_mass
 from aggregator.match.text import Features, features
 from aggregator.types import Assignment, Entry, new_story_id
@@ -458,7 +453,7 @@ class Matcher:
         story_id: str,
         norm: float | None = None,
         observe: bool = True,
-        vector: AnyVector | None = None,
+        vector: Vector | None = None,
     ) -> None:
         """Index ``feats`` under ``story_id``; ``norm`` (of its term weights when it joined
         first) and ``observe`` off when moving it; ``vector``: its meaning vector, if the signal
