@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,15 @@ from rapidfuzz import fuzz
 from aggregator.match import Matcher
 from aggregator.match.score import MatchConfig, prepare, score, score_above, story_norm
 from aggregator.match.story import StoryState
-from aggregator.match.text import SUMMARY_LEAD_CHARS, SUMMARY_TERMS, features, lead
+from aggregator.match.text import (
+    KEY_BITS,
+    SUMMARY_LEAD_CHARS,
+    SUMMARY_TERMS,
+    WIRE_TEXT_MIN_CHARS,
+    features,
+    lead,
+    text_key,
+)
 from aggregator.types import Entry
 
 # The benchmarks package lives at the repository root, which pytest does not put on sys.path.
@@ -51,6 +60,25 @@ def test_summary_keeps_its_rarest_terms_only() -> None:
     assert {"plosser", "tbilisi", "gazprom"} <= set(feats.summary_terms)
     short = features(entry("a.com", "2", "Talks resume", "Plosser visits Tbilisi"))
     assert set(short.summary_terms) == {"plosser", "visit", "tbilisi"}
+
+
+def test_links_and_wire_copies_are_kept_as_small_keys() -> None:
+    """The features keep a KEY_BITS digest of the link and of a long summary, not the texts:
+    the same text gives the same key in every process, a different one another key, and
+    each key is an int of at most 32 bytes."""
+    wire = "Turkish and Russian leaders met in Ankara to discuss Syria and gas deals. " * 3
+    assert len(wire) >= WIRE_TEXT_MIN_CHARS
+    plain = entry("a.com", "1", "Erdogan hosts Putin", wire)
+    linked = dataclasses.replace(plain, url="https://a.com/news/1")
+    feats = features(linked)
+    assert feats.url_key == text_key("https://a.com/news/1") != text_key("https://a.com/news/2")
+    assert features(plain).url_key is None  # no link, no key
+    assert feats.wire_key is not None and feats.wire_key == features(plain).wire_key
+    assert features(entry("a.com", "2", "Erdogan hosts Putin", "Short.")).wire_key is None
+    for key in (feats.url_key, feats.wire_key):
+        assert 0 <= key < 2**KEY_BITS and sys.getsizeof(key) <= 32
+    # Fixed by the digest, not by the process's string hashes.
+    assert text_key("https://a.com/news/1") == 0x7EEF5DFED2A2052
 
 
 def test_lead_cuts_long_summaries_at_a_space() -> None:

@@ -13,7 +13,7 @@ import pytest
 from aggregator.match.index import POSTING_LIST_MAX, TermIndex
 from aggregator.match.matcher import Matcher
 from aggregator.match.story import StoryState, shares
-from aggregator.match.text import BIGRAM_WEIGHT, Features, features
+from aggregator.match.text import BIGRAM_WEIGHT, Features, features, text_key
 from aggregator.types import Entry
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -212,12 +212,12 @@ def test_names_and_figures_are_counted_only_while_a_member_has_them() -> None:
     assert story.kept_kinds == Counter(f.partition(":")[0] for f in rich.numbers)
     assert story.kept_entities == Counter(rich.entities)
     assert story.figures() == (story.kept_numbers, story.kept_kinds)
-    assert story.holds(url=rich.url) and story.holds(url=plain.url)
-    assert not story.holds(url="https://elsewhere.example/") and not story.holds()
+    assert story.holds(url_key=rich.url_key) and story.holds(url_key=plain.url_key)
+    assert not story.holds(url_key=text_key("https://elsewhere.example/")) and not story.holds()
     story.remove(rich.key)
     assert story.kept_entities is None and story.kept_numbers is None
     assert story.kept_kinds is None and story.figures() is None
-    assert not story.names(rich.entities[0]) and not story.holds(url=rich.url)
+    assert not story.names(rich.entities[0]) and not story.holds(url_key=rich.url_key)
 
 
 def test_indexed_entries_share_one_copy_of_each_term() -> None:

@@ -82,8 +82,8 @@ class Matcher:
         self.index = TermIndex()
         self.stories: dict[str, StoryState] = {}
         self._entry_story: dict[EntryKey, str] = {}
-        self._urls: dict[str, str] = {}
-        self._wires: dict[str, str] = {}
+        self._urls: dict[int, str] = {}
+        self._wires: dict[int, str] = {}
         self._forbidden: set[tuple[EntryKey, str]] = set()
         self._alias: dict[str, str] = {}
         self._aliases_kept = 0
@@ -273,10 +273,10 @@ class Matcher:
 
         ``vector``: the entry's meaning vector when the caller made it already."""
         for rule, table, value in (
-            ("same_url", self._urls, feats.url),
-            ("same_wire_text", self._wires, feats.wire),
+            ("same_url", self._urls, feats.url_key),
+            ("same_wire_text", self._wires, feats.wire_key),
         ):
-            if value and value in table and self._allowed(feats, table[value]):
+            if value is not None and value in table and self._allowed(feats, table[value]):
                 return Decision(table[value], 1.0, {"rule": rule, "score": 1.0})
         query = prepare(feats, self.index.idf, self.index.idfs(feats.all_terms))
         if vector is None:
@@ -472,10 +472,10 @@ class Matcher:
         self._entry_story[feats.key] = story_id
         if vector is not None and self.semantic is not None:
             self.semantic.add(story_id, feats.key, vector)
-        if feats.url:
-            self._urls[feats.url] = story_id
-        if feats.wire:
-            self._wires[feats.wire] = story_id
+        if feats.url_key is not None:
+            self._urls[feats.url_key] = story_id
+        if feats.wire_key is not None:
+            self._wires[feats.wire_key] = story_id
         if story.newest == feats.published:
             heapq.heappush(self._by_newest, (feats.published, story_id))
 
@@ -491,10 +491,10 @@ class Matcher:
             forget(feats.all_terms)
             if entry_story.get(key) == story_id:
                 del entry_story[key]
-            if feats.url and urls.get(feats.url) == story_id:
-                del urls[feats.url]
-            if feats.wire and wires.get(feats.wire) == story_id:
-                del wires[feats.wire]
+            if feats.url_key is not None and urls.get(feats.url_key) == story_id:
+                del urls[feats.url_key]
+            if feats.wire_key is not None and wires.get(feats.wire_key) == story_id:
+                del wires[feats.wire_key]
         if self.semantic is not None:
             for key in story.members:
                 self.semantic.remove(story_id, key, last=True)
@@ -512,14 +512,18 @@ class Matcher:
             del self._entry_story[key]
         if self.semantic is not None:
             self.semantic.remove(story_id, key, last=not story.members)
-        if feats.url and self._urls.get(feats.url) == story_id and not story.holds(url=feats.url):
-            del self._urls[feats.url]
         if (
-            feats.wire
-            and self._wires.get(feats.wire) == story_id
-            and not story.holds(wire=feats.wire)
+            feats.url_key is not None
+            and self._urls.get(feats.url_key) == story_id
+            and not story.holds(url_key=feats.url_key)
         ):
-            del self._wires[feats.wire]
+            del self._urls[feats.url_key]
+        if (
+            feats.wire_key is not None
+            and self._wires.get(feats.wire_key) == story_id
+            and not story.holds(wire_key=feats.wire_key)
+        ):
+            del self._wires[feats.wire_key]
         if not story.members:
             del self.stories[story_id]
             self._cache.drop(story_id)
@@ -546,7 +550,7 @@ def shared_terms(feats: Features, index: TermIndex) -> Features:
         summary_count=feats.summary_count,
         entities=tuple(map(intern, feats.entities)),
         numbers=feats.numbers,
-        url=feats.url,
-        wire=feats.wire,
+        url_key=feats.url_key,
+        wire_key=feats.wire_key,
         published=feats.published,
     )

@@ -257,11 +257,12 @@ class StoryState:
             self.newest = max((m.published for m in self.members.values()), default=None)
         return gone
 
-    def holds(self, url: str | None = None, wire: str | None = None) -> bool:
-        """Whether a member has this link (or this wire text): a scan, as it is asked only
-        when a member leaves (a Counter of each per story took ~200 bytes a story)."""
+    def holds(self, url_key: int | None = None, wire_key: int | None = None) -> bool:
+        """Whether a member has this link's key (or this wire copy's): a scan, as it is asked
+        only when a member leaves (a Counter of each per story took ~200 bytes a story)."""
         return any(
-            (url is not None and m.url == url) or (wire is not None and m.wire == wire)
+            (url_key is not None and m.url_key == url_key)
+            or (wire_key is not None and m.wire_key == wire_key)
             for m in self.members.values()
         )
 
