@@ -10,6 +10,7 @@ from pathlib import Path
 from rapidfuzz import fuzz
 
 from aggregator.match import Matcher
+from aggregator.match.matcher import HEAP_COMPACT_MIN, HEAP_PAIRS_PER_STORY
 from aggregator.match.score import MatchConfig, prepare, score, score_above, story_norm
 from aggregator.match.story import StoryState
 from aggregator.match.text import (
@@ -138,3 +139,26 @@ def test_feedgen_outlets_telling_one_story_are_grouped() -> None:
     scores = cluster_scores(truth, final)
     assert scores.b3_precision >= 0.95
     assert scores.b3_recall >= 0.95
+
+
+def test_the_expiry_heap_drops_stale_pairs_and_expires_the_same_stories() -> None:
+    """Each time a story's newest time moves, a pair is queued for its expiry and the older
+    one goes stale: past HEAP_PAIRS_PER_STORY pairs a story the stale ones are dropped, and
+    expiry still takes exactly the stories whose newest member left the window."""
+    matcher = Matcher(window=timedelta(hours=48))
+    rounds, stories = 6, 400
+    for r in range(rounds):
+        for s in range(stories):
+            when = WHEN + timedelta(minutes=r * 500 + s)
+            news = entry(f"o{r}.com", str(s), f"story {s} told again round {r}", when=when)
+            matcher.add_known(news, f"s{s:04d}")
+    assert len(matcher.stories) == stories
+    assert len(matcher._by_newest) <= max(HEAP_COMPACT_MIN, HEAP_PAIRS_PER_STORY * stories) + 1
+    newest = {story_id: story.newest for story_id, story in matcher.stories.items()}
+    for hours in (60, 70, 80, 200):
+        now = WHEN + timedelta(hours=hours)
+        matcher.expire(now)
+        horizon = now - timedelta(hours=48)
+        assert set(matcher.stories) == {
+            s for s, n in newest.items() if n is not None and n >= horizon
+        }

@@ -49,6 +49,13 @@ EntryKey = tuple[str, str]
 # entries on UCI head, 1 per 300 on AllSides) and every merge stored before a restart (replayed
 # at load) kept one, about 200 bytes, for good.
 ALIAS_PRUNE_MIN = 1024
+# The expiry heap holds a (newest, story) pair for every time a story's newest time moved;
+# only the latest of each is live. Once it holds more than this many pairs per story (and at
+# least HEAP_COMPACT_MIN), the stale ones are dropped: on feedgen stories of four members three
+# pairs in four were stale, about 45 bytes an entry kept for nothing.
+HEAP_PAIRS_PER_STORY = 2
+# Below this many pairs the heap is left alone: a pass over it would cost more than it frees.
+HEAP_COMPACT_MIN = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +484,7 @@ class Matcher:
         if feats.wire_key is not None:
             self._wires[feats.wire_key] = story_id
         if story.newest == feats.published:
-            heapq.heappush(self._by_newest, (feats.published, story_id))
+            self._push_newest(feats.published, story_id)
 
     def _drop_story(self, story_id: str) -> None:
         """Take a whole story out of the index (it expired or made room). What ``_remove``
@@ -529,7 +536,24 @@ class Matcher:
             self._cache.drop(story_id)
             return
         if story.newest is not None and story.newest != newest:
-            heapq.heappush(self._by_newest, (story.newest, story_id))
+            self._push_newest(story.newest, story_id)
+
+    def _push_newest(self, newest: datetime, story_id: str) -> None:
+        """Queue ``story_id`` for expiry at ``newest``, dropping the stale pairs first when
+        they have piled up (HEAP_PAIRS_PER_STORY). Which stories expire, and in which order,
+        is the same: the live pairs are kept, and they order alone."""
+        queue = self._by_newest
+        if len(queue) > max(HEAP_COMPACT_MIN, HEAP_PAIRS_PER_STORY * len(self.stories)):
+            stories = self.stories
+            # In the queue's order, each once: the same heap in every run.
+            live = dict.fromkeys(
+                pair
+                for pair in queue
+                if (story := stories.get(pair[1])) is not None and story.newest == pair[0]
+            )
+            queue[:] = live
+            heapq.heapify(queue)
+        heapq.heappush(queue, (newest, story_id))
 
 
 def shared_terms(feats: Features, index: TermIndex) -> Features:
