@@ -8,6 +8,8 @@ stay apart.
 from __future__ import annotations
 
 import re
+import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +19,15 @@ import pytest
 from aggregator.match import MatchConfig, Matcher
 from aggregator.match.embedding import StaticEmbedder, check_available, load_embedder
 from aggregator.match.score import EVENT_DAY, EVENT_HOURS, meaning_bonus
-from aggregator.match.semantic import QUANT_LEVELS, SemanticState, SemanticUnavailable
-from tests.test_match import ANKARA, ASTANA_REPORTS, PHONE_CALL_REPORTS, entry
+from aggregator.match.semantic import (
+    QUANT_LEVELS,
+    ROWS_PER_BLOCK,
+    SemanticState,
+    SemanticUnavailable,
+)
+from aggregator.match.story import StoryState
+from aggregator.match.text import features
+from tests.test_match import ANKARA, ANKARA_REPORTS, ASTANA_REPORTS, PHONE_CALL_REPORTS, entry
 
 HOUR = timedelta(hours=1)
 
@@ -207,10 +216,10 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
         return (v / np.linalg.norm(v)).astype(np.float32)
 
     state = SemanticState(lambda texts: [])
-    for i in range(400):
-        state.add(f"s{i}", ("f", str(i)), unit(common + rng.normal(size=16)))
+    rows = [state.add(f"s{i}", unit(common + rng.normal(size=16))) for i in range(400)]
+    first = rows[0]
     unrelated = unit(common + rng.normal(size=16))
-    raw = float(np.dot(unrelated, state.member(("f", "0"))))  # type: ignore[arg-type]
+    raw = float(np.dot(unrelated, state.member(first)))  # type: ignore[arg-type]
     prepared = state.prepare(unrelated)
     assert prepared is not None
     centred = state.entry_link(prepared, "s0", 1)
@@ -225,23 +234,22 @@ def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     rng = np.random.default_rng(1)
     rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(4, 16))]
     state = SemanticState(lambda texts: [])
-    state.add("a", ("f", "0"), rows[0])
-    stored = state.member(("f", "0"))
+    row0 = state.add("a", rows[0])
+    stored = state.member(row0)
     assert stored is not None and stored.dtype == np.float32
-    state.add("a", ("f", "1"), rows[1])
-    state.add("b", ("f", "2"), rows[2])
+    state.add("a", rows[1])
+    row2 = state.add("b", rows[2])
     # The shared sum (the member's own row) was not added to.
-    assert np.array_equal(state.member(("f", "0")), stored)  # type: ignore[arg-type]
-    state.remove("a", ("f", "0"), last=False)
-    moved = state.member(("f", "2"))
-    state.remove("b", ("f", "2"), last=True)
-    state.add("a", ("f", "2"), moved)  # type: ignore[arg-type]
+    assert np.array_equal(state.member(row0), stored)  # type: ignore[arg-type]
+    state.remove("a", row0, last=False)
+    moved = state.member(row2)
+    state.remove("b", row2, last=True)
+    state.add("a", moved)  # type: ignore[arg-type]
 
     fresh = SemanticState(lambda texts: [])
-    fresh.add("a", ("f", "1"), rows[1])
-    fresh.add("a", ("f", "2"), rows[2])
-    fresh.add("z", ("f", "0"), rows[0])  # same window total, in another story
-    fresh.remove("z", ("f", "0"), last=True)
+    fresh.add("a", rows[1])
+    fresh.add("a", rows[2])
+    fresh.remove("z", fresh.add("z", rows[0]), last=True)  # same window total, elsewhere
     for probe in rows:
         got, want = state.prepare(probe), fresh.prepare(probe)
         assert got is not None and want is not None
@@ -252,15 +260,53 @@ def test_rows_of_members_gone_are_reused() -> None:
     rng = np.random.default_rng(2)
     state = SemanticState(lambda texts: [])
     rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(3, 8))]
-    state.add("a", ("f", "0"), rows[0])
-    state.add("b", ("f", "1"), rows[1])
+    row0 = state.add("a", rows[0])
+    row1 = state.add("b", rows[1])
     blocks = len(state._blocks)
-    state.remove("a", ("f", "0"), last=True)
-    state.add("c", ("f", "2"), rows[2])
-    assert len(state._blocks) == blocks and len(state._rows) == 2
-    assert np.allclose(state.member(("f", "2")), rows[2], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
-    assert np.allclose(state.member(("f", "1")), rows[1], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
-    assert state.member(("f", "0")) is None
+    state.remove("a", row0, last=True)
+    row2 = state.add("c", rows[2])
+    assert len(state._blocks) == blocks and row2 == row0  # the freed row, no new block
+    assert np.allclose(state.member(row2), rows[2], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
+    assert np.allclose(state.member(row1), rows[1], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]
+    assert state.member(-1) is None
+
+
+def test_a_story_keeps_its_members_rows_in_their_order() -> None:
+    """Each story keeps its members' meaning rows beside their norms: -1 for a member without
+    one, nothing at all while no member has one, and a leaving member takes its row along."""
+    a, b, c = (
+        features(entry(f"{n}.com", "1", f"Erdogan hosts Putin in Ankara {n}", ANKARA))
+        for n in "abc"
+    )
+    story = StoryState("s")
+    story.add(a)
+    assert story.rows is None and story.row_of(a.key) == -1
+    story.add(b, 0.0, 7)
+    story.add(c, 0.0, 3)
+    assert story.rows is not None and list(story.rows) == [-1, 7, 3]
+    assert [story.row_of(f.key) for f in (a, b, c)] == [-1, 7, 3]
+    story.remove(b.key)
+    assert list(story.rows) == [-1, 3] and story.row_of(c.key) == 3
+
+
+def _by_crc(texts: Sequence[str]) -> np.ndarray:  # type: ignore[type-arg]
+    """A unit vector per text, the same for the same text in every run."""
+    rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=16) for t in texts]
+    return np.array([r / np.linalg.norm(r) for r in rows], dtype=np.float32)
+
+
+def test_a_matcher_frees_every_row_of_the_stories_it_drops() -> None:
+    """Rows go back to the meaning state as members leave, move or expire with their story."""
+    matcher = Matcher(embedder=_by_crc, window=timedelta(hours=48))
+    for report in ANKARA_REPORTS:
+        matcher.assign(report)
+    state = matcher.semantic
+    assert state is not None
+    held = sum(1 for story in matcher.stories.values() for row in story.rows or () if row >= 0)
+    assert held == len(ANKARA_REPORTS)
+    matcher.expire(ANKARA + timedelta(days=30))
+    assert not matcher.stories
+    assert len(state._free_rows) == len(state._blocks) * ROWS_PER_BLOCK
 
 
 def test_a_member_is_kept_within_half_a_step_of_its_largest_component() -> None:
@@ -271,17 +317,16 @@ def test_a_member_is_kept_within_half_a_step_of_its_largest_component() -> None:
     state = SemanticState(lambda texts: [])
     vectors = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(50, 256))]
     vectors.append(np.zeros(256, dtype=np.float32))
-    for i, vector in enumerate(vectors):
-        state.add(f"s{i}", ("f", str(i)), vector)
-    for i, vector in enumerate(vectors):
-        kept = state.member(("f", str(i)))
+    rows = [state.add(f"s{i}", vector) for i, vector in enumerate(vectors)]
+    for row, vector in zip(rows, vectors, strict=True):
+        kept = state.member(row)
         assert kept is not None and kept.dtype == np.float32
         peak = float(np.abs(vector).max())
         step = peak / QUANT_LEVELS
         assert float(np.abs(kept - vector).max()) <= step / 2 + 1e-7
         assert float(np.abs(kept).max()) == pytest.approx(peak, rel=1e-6, abs=0.0)
-        assert np.array_equal(kept, state.member(("f", str(i))))  # type: ignore[arg-type]
-    assert not state.member(("f", str(len(vectors) - 1))).any()  # type: ignore[union-attr]
+        assert np.array_equal(kept, state.member(row))  # type: ignore[arg-type]
+    assert not state.member(rows[-1]).any()  # type: ignore[union-attr]
 
 
 def test_static_model_gives_unit_vectors_closer_for_one_event(static: StaticEmbedder) -> None:

@@ -255,7 +255,7 @@ class Matcher:
         for key in list(state.members):
             feats = state.members[key]
             norm = state.norm_of(key)
-            vector = self.semantic.member(key) if self.semantic is not None else None
+            vector = self.semantic.member(state.row_of(key)) if self.semantic is not None else None
             self._remove(key, other, forget=False)
             self._add(feats, into, norm=norm, observe=False, vector=vector)
 
@@ -472,13 +472,14 @@ class Matcher:
         if norm is None:
             # The IDF has not moved since decide() prepared this entry: reuse its weights.
             norm = self._query(feats).norm
+        row = -1
+        if vector is not None and self.semantic is not None:
+            row = self.semantic.add(story_id, vector)
         # Under the story's own copy of its id, which unlink finds by identity (index._find).
-        self.index.link(story.story_id, story.add(feats, norm))
+        self.index.link(story.story_id, story.add(feats, norm, row))
         if observe:
             self.index.observe(feats.all_terms)
         self._entry_story[feats.key] = story_id
-        if vector is not None and self.semantic is not None:
-            self.semantic.add(story_id, feats.key, vector)
         if feats.url_key is not None:
             self._urls[feats.url_key] = story_id
         if feats.wire_key is not None:
@@ -502,9 +503,9 @@ class Matcher:
                 del urls[feats.url_key]
             if feats.wire_key is not None and wires.get(feats.wire_key) == story_id:
                 del wires[feats.wire_key]
-        if self.semantic is not None:
-            for key in story.members:
-                self.semantic.remove(story_id, key, last=True)
+        if self.semantic is not None and story.rows is not None:
+            for row in story.rows:
+                self.semantic.remove(story_id, row, last=True)
         self._cache.drop(story_id)
 
     def _remove(self, key: EntryKey, story_id: str, forget: bool = True) -> None:
@@ -512,13 +513,14 @@ class Matcher:
         story = self.stories[story_id]
         feats = story.members[key]
         newest = story.newest
+        row = story.row_of(key)
         self.index.unlink(story.story_id, story.remove(key))
         if forget:
             self.index.forget(feats.all_terms)
         if self._entry_story.get(key) == story_id:
             del self._entry_story[key]
         if self.semantic is not None:
-            self.semantic.remove(story_id, key, last=not story.members)
+            self.semantic.remove(story_id, row, last=not story.members)
         if (
             feats.url_key is not None
             and self._urls.get(feats.url_key) == story_id

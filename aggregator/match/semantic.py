@@ -132,13 +132,12 @@ class SemanticState:
     def __init__(self, embed: Embedder) -> None:
         self._embed = embed
         # Members' vectors as rows of fixed-size blocks of bytes, with each row's scale beside
-        # them (QUANT_LEVELS), a row per entry key (an entry is in one story at a time); rows of
-        # members gone are reused. One ndarray per member and a (story, key) tuple per dict
-        # key took ~130 bytes more per member (200 feedgen feeds, 10,000 members: the meaning
-        # state 13.1 -> 11.8 MB).
+        # them (QUANT_LEVELS); rows of members gone are reused. Each story keeps its members'
+        # row numbers (``StoryState.rows``). One ndarray per member and a (story, key) tuple per
+        # dict key took ~130 bytes more per member (200 feedgen feeds, 10,000 members: the
+        # meaning state 13.1 -> 11.8 MB).
         self._blocks: list[NDArray[np.int8]] = []
         self._scales = array("f")
-        self._rows: dict[tuple[str, str], int] = {}
         self._free_rows: list[int] = []
         # Sums in float32: what a member leaving leaves behind is rounding of about 1e-7 of a
         # component. Every decision on UCI head and AllSides (seeds 0 and 1: partition, scores
@@ -160,10 +159,9 @@ class SemanticState:
         row: Vector = vectors(self._embed, [text])[0]
         return row
 
-    def member(self, key: tuple[str, str]) -> Vector | None:
-        """The vector a member was added with, as kept (None if it has none)."""
-        row = self._rows.get(key)
-        return None if row is None else self._row(row)
+    def member(self, row: int) -> Vector | None:
+        """The vector a member was added with in ``row``, as kept (None for -1: it has none)."""
+        return None if row < 0 else self._row(row)
 
     def _row(self, row: int) -> Vector:
         """One stored row as float32: the same values every time it is read, so a member
@@ -194,15 +192,12 @@ class SemanticState:
         self._scales[row] = float(scale)
         return row
 
-    def add(self, story_id: str, key: tuple[str, str], vector: Vector) -> None:
-        """Count a member's vector into its story (as the row it keeps, ``_row``)."""
+    def add(self, story_id: str, vector: Vector) -> int:
+        """Count a member's vector into its story (as the row it keeps, ``_row``); the row's
+        number, which the story keeps for ``member`` and ``remove``."""
         import numpy as np
 
         row = self._store(vector)
-        earlier = self._rows.get(key)
-        if earlier is not None:  # an entry is in one story at a time: its old row is free
-            self._free_rows.append(earlier)
-        self._rows[key] = row
         stored = self._row(row)
         total = self._sums.get(story_id)
         if total is None:
@@ -219,12 +214,12 @@ class SemanticState:
             self._total += stored
         self._count += 1
         self._centre = None
+        return row
 
-    def remove(self, story_id: str, key: tuple[str, str], last: bool) -> None:
-        """Take a member's vector out of its story (``last``: the story is now empty)."""
-
-        row = self._rows.pop(key, None)
-        if row is None:
+    def remove(self, story_id: str, row: int, last: bool) -> None:
+        """Take the member's vector in ``row`` (-1: none) out of its story (``last``: the story
+        is now empty) and free the row."""
+        if row < 0:
             if last:
                 self._sums.pop(story_id, None)
             return
