@@ -2,7 +2,9 @@
 
 The same replay runs in two fresh interpreters: one imports the extension modules built in
 place, the other is made to import the ``.py`` sources beside them. Every assignment (story,
-new or not, score, evidence) and every story merge must agree. The replay mixes the bundled
+new or not, score to the last digit, evidence) and every story merge must agree: the two
+processes hash strings with different seeds, and the links add their parts in the same order
+whatever the seed (``link.story_link``). The replay mixes the bundled
 demo feeds (five outlets, one event), benchmark feeds (four outlets per story) and a Zipf
 stream of near-misses, with expiry, a bound on the index, a forbidden pair and a manual merge,
 so most code paths of the matcher run in both.
@@ -96,7 +98,7 @@ for i, entry in enumerate(stream):
     if "candidate" in evidence:  # story ids are random: compared by order of appearance
         evidence["candidate"] = name(evidence["candidate"])
     evidence_text = json.dumps(evidence, sort_keys=True)
-    out.append([name(a.story_id), a.new_story, round(a.score, 9), evidence_text])
+    out.append([name(a.story_id), a.new_story, repr(a.score), evidence_text])
     out += [["merge", name(m.into), name(m.other)] for m in matcher.take_merges()]
     if i % 50 == 0:
         matcher.expire(entry.published)
