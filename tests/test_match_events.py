@@ -22,6 +22,7 @@ from aggregator.match.score import EVENT_DAY, EVENT_HOURS, meaning_bonus
 from aggregator.match.semantic import (
     QUANT_LEVELS,
     ROWS_PER_BLOCK,
+    SMALL_SUM_MAX,
     SemanticState,
     SemanticUnavailable,
 )
@@ -229,31 +230,71 @@ def test_centring_removes_the_direction_all_texts_share() -> None:
 
 def test_story_sums_stay_exact_as_members_come_and_go() -> None:
     """A one-member story shares its member's vector as its sum; a second member, a removal
-    and a move between stories must leave every sum as if it had been built from scratch (to
-    float32 rounding)."""
+    and a move between stories must leave every sum as if it had been built from scratch."""
     rng = np.random.default_rng(1)
     rows = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(4, 16))]
     state = SemanticState(lambda texts: [])
     row0 = state.add("a", rows[0])
     stored = state.member(row0)
     assert stored is not None and stored.dtype == np.float32
-    state.add("a", rows[1])
+    row1 = state.add("a", rows[1], [row0])
     row2 = state.add("b", rows[2])
     # The shared sum (the member's own row) was not added to.
     assert np.array_equal(state.member(row0), stored)  # type: ignore[arg-type]
-    state.remove("a", row0, last=False)
+    state.remove("a", row0, [row1])
     moved = state.member(row2)
-    state.remove("b", row2, last=True)
-    state.add("a", moved)  # type: ignore[arg-type]
+    state.remove("b", row2)
+    state.add("a", moved, [row1])  # type: ignore[arg-type]
 
     fresh = SemanticState(lambda texts: [])
-    fresh.add("a", rows[1])
-    fresh.add("a", rows[2])
-    fresh.remove("z", fresh.add("z", rows[0]), last=True)  # same window total, elsewhere
+    fresh.add("a", rows[2], [fresh.add("a", rows[1])])
+    fresh.remove("z", fresh.add("z", rows[0]))  # same window total, elsewhere
     for probe in rows:
         got, want = state.prepare(probe), fresh.prepare(probe)
         assert got is not None and want is not None
         assert state.entry_link(got, "a", 2) == pytest.approx(fresh.entry_link(want, "a", 2))
+
+
+def test_a_story_sum_is_a_row_of_bytes_while_the_story_is_small() -> None:
+    """Up to SMALL_SUM_MAX members a story's sum is a row of its own, made from its members'
+    rows; past it, float32. Either way the link is the mean over the members' rows (to the
+    rows' rounding), and shrinking back frees the story's own row."""
+    rng = np.random.default_rng(4)
+    vectors = [(v / np.linalg.norm(v)).astype(np.float32) for v in rng.normal(size=(12, 64))]
+    state = SemanticState(lambda texts: [])
+    rows: list[int] = []
+    probe = state.prepare(vectors[0])
+    assert probe is not None
+
+    def exact_link() -> float:
+        total = sum(state.member(r) for r in rows)  # type: ignore[misc]
+        return float(probe.vector @ total) / len(rows)
+
+    def free_rows() -> int:
+        return len(state._free_rows)
+
+    for vector in vectors:
+        rows.append(state.add("s", vector, list(rows)))
+        kept = state._sums["s"]
+        if len(rows) == 1:
+            assert kept == rows[0]  # shared
+        elif len(rows) <= SMALL_SUM_MAX:
+            assert isinstance(kept, int) and kept < 0 and ~kept not in rows
+        else:
+            assert not isinstance(kept, int) and kept.dtype == np.float32
+        # entry_link divides by the spread; compare the raw mean through a spread of 1.
+        got = state.entry_link(probe, "s", len(rows)) * state._mean()[1] + probe.dot_centre
+        assert got == pytest.approx(exact_link(), abs=2e-3)
+    while len(rows) > 1:
+        gone = rows.pop(0)
+        state.remove("s", gone, list(rows))
+        got = state.entry_link(probe, "s", len(rows)) * state._mean()[1] + probe.dot_centre
+        assert got == pytest.approx(exact_link(), abs=2e-3)
+    assert state._sums["s"] == rows[0]
+    before = free_rows()
+    state.remove("s", rows.pop())
+    assert "s" not in state._sums and free_rows() == before + 1
+    assert free_rows() == len(state._blocks) * ROWS_PER_BLOCK  # every row back
 
 
 def test_rows_of_members_gone_are_reused() -> None:
@@ -263,7 +304,7 @@ def test_rows_of_members_gone_are_reused() -> None:
     row0 = state.add("a", rows[0])
     row1 = state.add("b", rows[1])
     blocks = len(state._blocks)
-    state.remove("a", row0, last=True)
+    state.remove("a", row0)
     row2 = state.add("c", rows[2])
     assert len(state._blocks) == blocks and row2 == row0  # the freed row, no new block
     assert np.allclose(state.member(row2), rows[2], atol=1 / QUANT_LEVELS)  # type: ignore[arg-type]

@@ -474,7 +474,7 @@ class Matcher:
             norm = self._query(feats).norm
         row = -1
         if vector is not None and self.semantic is not None:
-            row = self.semantic.add(story_id, vector)
+            row = self.semantic.add(story_id, vector, story.rows or ())
         # Under the story's own copy of its id, which unlink finds by identity (index._find).
         self.index.link(story.story_id, story.add(feats, norm, row))
         if observe:
@@ -505,7 +505,7 @@ class Matcher:
                 del wires[feats.wire_key]
         if self.semantic is not None and story.rows is not None:
             for row in story.rows:
-                self.semantic.remove(story_id, row, last=True)
+                self.semantic.remove(story_id, row)
         self._cache.drop(story_id)
 
     def _remove(self, key: EntryKey, story_id: str, forget: bool = True) -> None:
@@ -520,7 +520,7 @@ class Matcher:
         if self._entry_story.get(key) == story_id:
             del self._entry_story[key]
         if self.semantic is not None:
-            self.semantic.remove(story_id, row, last=not story.members)
+            self.semantic.remove(story_id, row, story.rows or ())
         if (
             feats.url_key is not None
             and self._urls.get(feats.url_key) == story_id

@@ -50,6 +50,11 @@ ROWS_PER_BLOCK = 1024
 # A component moves by at most 1/254 of the largest, a centred cosine by about 2e-4 (AllSides'
 # evidence), and every assignment and merge of UCI head and AllSides stayed the same.
 QUANT_LEVELS = 127
+# Stories of up to this many members keep their sum of vectors as a row of bytes (260 bytes),
+# made again from the members' rows when one joins or leaves; larger ones keep it in float32
+# (1 KB and a numpy header). Most stories with more than one member are small (feedgen: four),
+# and making a sum of eight rows takes about 15 us, once per join.
+SMALL_SUM_MAX = 8
 
 
 class SemanticUnavailable(AggregatorError):
@@ -139,11 +144,13 @@ class SemanticState:
         self._blocks: list[NDArray[np.int8]] = []
         self._scales = array("f")
         self._free_rows: list[int] = []
-        # Sums in float32: what a member leaving leaves behind is rounding of about 1e-7 of a
-        # component. Every decision on UCI head and AllSides (seeds 0 and 1: partition, scores
-        # and evidence) is the same as with float64 sums, at half the memory (2,500 stories of
-        # four members: 5.4 -> 2.7 MB). A one-member story's sum is its member's row, named by
-        # the row's number (see add).
+        # Each story's sum of its members' vectors, by size:
+        # - one member: the member's own row, shared (its number, >= 0);
+        # - up to SMALL_SUM_MAX members: a row of its own, made from its members' rows each time
+        #   one joins or leaves (``~row``, < 0), so it carries no rounding from the past;
+        # - more: float32, kept by adding and subtracting: what a member leaving leaves behind
+        #   is rounding of about 1e-7 of a component (every decision on UCI head and AllSides
+        #   was the same as with float64 sums).
         self._sums: dict[str, NDArray[np.float32] | int] = {}
         self._total: NDArray[np.float64] | None = None
         self._count = 0
@@ -183,6 +190,13 @@ class SemanticState:
             self._blocks.append(np.zeros((ROWS_PER_BLOCK, len(vector)), dtype=np.int8))
             self._scales.frombytes(bytes(self._scales.itemsize * ROWS_PER_BLOCK))
             self._free_rows.extend(range(row + ROWS_PER_BLOCK - 1, row, -1))
+        self._write(row, vector)
+        return row
+
+    def _write(self, row: int, vector: Vector) -> None:
+        """Quantize ``vector`` into ``row``."""
+        import numpy as np
+
         values = np.asarray(vector, dtype=np.float32)
         peak = float(np.abs(values).max()) if len(values) else 0.0
         scale = np.float32(peak / QUANT_LEVELS) if peak > 0.0 else np.float32(1.0)
@@ -190,22 +204,18 @@ class SemanticState:
         np.clip(quantized, -QUANT_LEVELS, QUANT_LEVELS, out=quantized)
         self._blocks[row // ROWS_PER_BLOCK][row % ROWS_PER_BLOCK] = quantized
         self._scales[row] = float(scale)
-        return row
 
-    def add(self, story_id: str, vector: Vector) -> int:
-        """Count a member's vector into its story (as the row it keeps, ``_row``); the row's
-        number, which the story keeps for ``member`` and ``remove``."""
+    def add(self, story_id: str, vector: Vector, rows: Sequence[int] = ()) -> int:
+        """Count a member's vector into its story, whose members so far have ``rows`` (-1:
+        none); the row it is kept in (``_row``), which the story keeps for ``member`` and
+        ``remove``."""
         import numpy as np
 
         row = self._store(vector)
         stored = self._row(row)
         total = self._sums.get(story_id)
-        if total is None:
-            # A one-member story's sum is its member's vector, shared until a second member
-            # joins: most stories of a window have one member, and a sum takes 1 KB.
-            self._sums[story_id] = row
-        elif isinstance(total, int):
-            self._sums[story_id] = self._row(total) + stored
+        if isinstance(total, int) or total is None:
+            self._resum(story_id, [*rows, row])
         else:
             total += stored
         if self._total is None:
@@ -216,27 +226,51 @@ class SemanticState:
         self._centre = None
         return row
 
-    def remove(self, story_id: str, row: int, last: bool) -> None:
-        """Take the member's vector in ``row`` (-1: none) out of its story (``last``: the story
-        is now empty) and free the row."""
-        if row < 0:
-            if last:
-                self._sums.pop(story_id, None)
-            return
-        vector = self._row(row)
+    def remove(self, story_id: str, row: int, rows: Sequence[int] = ()) -> None:
+        """Take the member's vector in ``row`` (-1: none) out of its story, whose members
+        left have ``rows`` (none: the story is gone), and free the row."""
+        vector = self._row(row) if row >= 0 else None
         total = self._sums.get(story_id)
-        if last:
-            self._sums.pop(story_id, None)
-        elif isinstance(total, int):
-            # Never in place on a one-member sum: it is that member's own row.
-            self._sums[story_id] = self._row(total) - vector
-        elif total is not None:
-            total -= vector
+        if not isinstance(total, int) and total is not None and vector is not None:
+            live = sum(1 for r in rows if r >= 0)
+            if live > SMALL_SUM_MAX:
+                total -= vector
+            else:
+                self._resum(story_id, rows)
+        else:
+            self._resum(story_id, rows)
+        if vector is None:
+            return
         if self._total is not None:
             self._total -= vector
             self._count -= 1
             self._centre = None
         self._free_rows.append(row)
+
+    def _resum(self, story_id: str, rows: Sequence[int]) -> None:
+        """Make the story's sum again from its members' ``rows`` (see ``_sums``)."""
+        live = [r for r in rows if r >= 0]
+        old = self._sums.get(story_id)
+        own = ~old if isinstance(old, int) and old < 0 else -1
+        if len(live) <= 1:
+            if own >= 0:
+                self._free_rows.append(own)
+            if live:
+                self._sums[story_id] = live[0]
+            else:
+                self._sums.pop(story_id, None)
+            return
+        total = self._row(live[0])
+        for r in live[1:]:
+            total += self._row(r)
+        if len(live) > SMALL_SUM_MAX:
+            if own >= 0:
+                self._free_rows.append(own)
+            self._sums[story_id] = total
+        elif own >= 0:
+            self._write(own, total)
+        else:
+            self._sums[story_id] = ~self._store(total)
 
     def _mean(self) -> tuple[NDArray[np.float64] | None, float]:
         """The centre ``mu`` and ``r``, the RMS norm of the window's centred vectors; ``mu`` is
@@ -278,10 +312,12 @@ class SemanticState:
         if found is None or not size:
             return 0.0
         if isinstance(found, int):
-            # A one-member story's sum is its member's row: the dot product of its bytes,
-            # scaled once, without making the float32 row (1.3 against 2.3 us a candidate).
-            quantized = self._blocks[found // ROWS_PER_BLOCK][found % ROWS_PER_BLOCK]
-            dot = float(meaning.vector @ quantized) * self._scales[found]
+            # A row of bytes (a member's, or a small story's own: see ``_sums``): the dot
+            # product of its bytes, scaled once, without making the float32 row (1.3 against
+            # 2.3 us a candidate).
+            row = found if found >= 0 else ~found
+            quantized = self._blocks[row // ROWS_PER_BLOCK][row % ROWS_PER_BLOCK]
+            dot = float(meaning.vector @ quantized) * self._scales[row]
         else:
             dot = float(meaning.vector @ found)
         _, spread = self._mean()
