@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregator.match.cache import NORM_REFRESH, StoryCache
 from aggregator.match.index import POSTING_LIST_MAX, TermIndex
 from aggregator.match.matcher import Matcher
 from aggregator.match.story import StoryState, shares
@@ -284,3 +285,32 @@ def test_the_aggregate_built_at_the_second_member_is_the_one_kept_member_by_memb
         story.remove(feats.key)
     assert story.kept_counts is not None and story.size == 1
     assert_mass(story, [share(*members[0])])
+
+
+def test_a_story_keeps_its_cached_values_until_it_grows_past_the_refresh_factor() -> None:
+    """StoryCache keeps each value on the story with the size it was computed at: read back
+    while the story is under NORM_REFRESH times that size, computed again past it (or once
+    it shrank), and a story made anew under the same id starts with nothing cached."""
+    index = TermIndex()
+    cache = StoryCache(index)
+    members = [feats_of(n, f"Erdogan hosts Putin in Ankara talks day {n}") for n in range(10)]
+    for feats in members:
+        index.observe(feats.all_terms)
+    story = StoryState("s")
+    assert story.norm_size == 0 and story.tops is None and story.cohesion_size == 0
+    computed_at = []
+    for feats in members:
+        story.add(feats, 1.0)
+        norm, tops, value = cache.norm(story), cache.top_terms(story), cache.cohesion(story)
+        assert story.norm_size == story.tops_size == story.cohesion_size
+        if story.norm_size == story.size:
+            computed_at.append(story.size)
+            assert norm == index.centroid_norm(story) and tops and value > 0.0
+        else:  # the value of the size it was computed at
+            assert story.size < story.norm_size * NORM_REFRESH
+            assert norm == story.norm_value and tops is story.tops
+    assert computed_at == [1, 2, 3, 4, 5, 6, 7, 9]  # 8 < 7 * 1.15, 10 < 9 * 1.15
+    story.remove(members[-1].key)
+    story.remove(members[-2].key)  # 8, below the size computed at: computed again
+    assert cache.norm(story) == index.centroid_norm(story) and story.norm_size == 8
+    assert StoryState("s").norm_size == 0

@@ -17,13 +17,11 @@ NORM_REFRESH = 1.15
 
 
 class StoryCache:
-    """The norm, cohesion and top terms of each story, as of a recent size (see module)."""
+    """The norm, cohesion and top terms of each story, as of a recent size (see module); the
+    values are kept on the story itself (``StoryState.norm_size`` and the fields after it)."""
 
     def __init__(self, index: TermIndex) -> None:
         self._index = index
-        self._norms: dict[str, tuple[int, float]] = {}
-        self._tops: dict[str, tuple[int, list[str]]] = {}
-        self._cohesions: dict[str, tuple[int, float]] = {}
 
     def norm(self, story: StoryState) -> float:
         """The story centroid's norm as of when the story was up to NORM_REFRESH times smaller.
@@ -32,37 +30,29 @@ class StoryCache:
         (kept up to date member by member) gave UCI head seeds 0/1 B3 R .535/.533 instead of
         .539/.537 at equal P.
         """
-        cached = self._norms.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
+        if story.norm_size <= story.size < story.norm_size * NORM_REFRESH:
+            return story.norm_value
         norm = self._index.centroid_norm(story)
-        self._norms[story.story_id] = (story.size, norm)
+        story.norm_size, story.norm_value = story.size, norm
         return norm
 
     def top_terms(self, story: StoryState, mass: dict[str, float] | None = None) -> list[str]:
         """The story's most telling terms (``link.query_terms``); ``mass``: its ``mass_dict()``
         when the caller has it."""
-        cached = self._tops.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
+        cached = story.tops
+        if cached is not None and story.tops_size <= story.size < story.tops_size * NORM_REFRESH:
+            return cached
         if mass is None:
             mass = story.mass_dict()
         idfs = self._index.idfs(mass)
         ranked = query_terms(mass, idfs.__getitem__)
-        self._tops[story.story_id] = (story.size, ranked)
+        story.tops_size, story.tops = story.size, ranked
         return ranked
 
     def cohesion(self, story: StoryState) -> float:
         """Average link of the story with itself."""
-        cached = self._cohesions.get(story.story_id)
-        if cached is not None and cached[0] <= story.size < cached[0] * NORM_REFRESH:
-            return cached[1]
+        if story.cohesion_size <= story.size < story.cohesion_size * NORM_REFRESH:
+            return story.cohesion_value
         value = cohesion(story.mass_dict(), story.size, self._index.idf)
-        self._cohesions[story.story_id] = (story.size, value)
+        story.cohesion_size, story.cohesion_value = story.size, value
         return value
-
-    def drop(self, story_id: str) -> None:
-        """Forget a story that no longer exists."""
-        self._norms.pop(story_id, None)
-        self._tops.pop(story_id, None)
-        self._cohesions.pop(story_id, None)

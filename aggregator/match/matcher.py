@@ -506,7 +506,6 @@ class Matcher:
         if self.semantic is not None and story.rows is not None:
             for row in story.rows:
                 self.semantic.remove(story_id, row)
-        self._cache.drop(story_id)
 
     def _remove(self, key: EntryKey, story_id: str, forget: bool = True) -> None:
         """Take an entry out of its story; ``forget`` off when it moves to another story."""
@@ -535,7 +534,6 @@ class Matcher:
             del self._wires[feats.wire_key]
         if not story.members:
             del self.stories[story_id]
-            self._cache.drop(story_id)
             return
         if story.newest is not None and story.newest != newest:
             self._push_newest(story.newest, story_id)
