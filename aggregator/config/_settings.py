@@ -38,8 +38,8 @@ DEFAULT_OUTPUT = "storage/"
 # Outlets report the same event within a day or two; an entry older than this is not matched
 # into a story (later developments become new stories).
 DEFAULT_MATCH_WINDOW = timedelta(hours=48)
-# The most entries the match index holds (about 4.7 KB of memory each, so ~0.95 GB; measured
-# at 10,000 benchmark feeds: 956 MiB for the index process): a few hundred
+# The most entries the match index holds (about 4.5 KB of memory each, so ~0.9 GB; measured
+# at 10,000 benchmark feeds: 897 MiB for the index process): a few hundred
 # feeds never reach it in 48 hours; at 10,000 busy feeds the stories updated longest ago leave
 # the index early, and memory stays bounded instead of growing with the number of feeds.
 DEFAULT_MATCH_MAX_ENTRIES = 200_000
