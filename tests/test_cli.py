@@ -18,6 +18,7 @@ import pytest
 from servers import LoopbackServer, Reply
 
 from aggregator.cli.demo import DEMO_FEEDS, _feed_bytes
+from tests.child import python_output
 
 # A generous bound for a subprocess to start, poll loopback feeds and publish on a busy machine.
 SERVICE_START_SECONDS = 30
@@ -339,7 +340,4 @@ def test_the_command_entry_point_imports_nothing_heavy() -> None:
         "heavy = {'aggregator.cli', 'typer', 'rich', 'starlette', 'httpx', 'sqlalchemy'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(script).strip() == "[]"

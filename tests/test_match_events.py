@@ -28,6 +28,7 @@ from aggregator.match.semantic import (
 )
 from aggregator.match.story import StoryState
 from aggregator.match.text import features
+from tests.child import python_output
 from tests.test_match import ANKARA, ANKARA_REPORTS, ASTANA_REPORTS, PHONE_CALL_REPORTS, entry
 
 HOUR = timedelta(hours=1)
@@ -418,9 +419,6 @@ def test_the_static_model_is_read_at_first_use_and_a_broken_one_is_named(tmp_pat
 def test_numpy_waits_for_the_first_text_to_embed() -> None:
     """A service with nothing to match (``feeds: []``, a quiet start) does not load numpy,
     about 17 MB; the first entry to match does."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "import aggregator.service, aggregator.runtime\n"
@@ -434,11 +432,4 @@ def test_numpy_waits_for_the_first_text_to_embed() -> None:
         "m.assign(make_entry('f', '1', 'Storm hits coast', published=when, content_hash='h'))\n"
         "print('numpy' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert out.stdout.split() == ["False", "True"]
+    assert python_output(code).split() == ["False", "True"]

@@ -8,11 +8,8 @@ last digits: at a threshold, two runs of one stream could merge differently.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.child import python_output
 
 # Two stories sharing many terms of different weights: their average link adds many parts.
 LINKS = """
@@ -46,18 +43,7 @@ print(repr(average_link(a.mass_dict(), a.size, b.mass_dict(), b.size, idf)))
 
 
 def _run(seed: int) -> str:
-    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-    done = subprocess.run(
-        [sys.executable, "-c", LINKS],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return python_output(LINKS, env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=120)
 
 
 def test_average_links_are_the_same_whatever_the_string_hashes() -> None:

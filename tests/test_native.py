@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.child import python_output
+
 REPO = Path(__file__).resolve().parents[1]
 MATCH = REPO / "aggregator" / "match"
 # The modules built as extensions beside their sources (not the shared library they load).
@@ -113,16 +115,7 @@ print(json.dumps({"modules": modules, "out": out}))
 
 
 def _replay(mode: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", REPLAY, mode, *COMPILED],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(python_output(REPLAY, mode, *COMPILED, timeout=240))
     return result
 
 

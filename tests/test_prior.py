@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aggregator.match import prior
+from tests.child import python_output
 
 needs_wordfreq = pytest.mark.skipif(
     importlib.util.find_spec("wordfreq") is None,
@@ -64,8 +63,7 @@ def test_service_does_not_import_wordfreq() -> None:
         "prior_idf('news')\n"
         "print('wordfreq' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert python_output(code).strip() == "False"
 
 
 @pytest.mark.parametrize("content", [None, b"not gzip", gzip.compress(b"# another file\nx y")])

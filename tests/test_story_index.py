@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from aggregator.refresh.parse_pool import Parsed
 from aggregator.refresh.updater import Updater
 from aggregator.storage import SqlStorage, open_storage
 from aggregator.types import Entry, FeedRefresh, FeedState, FeedStateUpdate, StoredEntry
+from tests.child import python_output
 
 NOW = datetime(2017, 9, 28, 18, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -308,10 +307,7 @@ index.match([features(entry)], [])
 index.catch_up()
 print(sorted(m for m in sys.modules if m.startswith(("sqlalchemy", "aggregator.storage"))))
 """
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(script).strip() == "[]"
 
 
 class RefusingStorage(SqlStorage):
