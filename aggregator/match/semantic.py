@@ -231,12 +231,13 @@ class SemanticState:
         left have ``rows`` (none: the story is gone), and free the row."""
         vector = self._row(row) if row >= 0 else None
         total = self._sums.get(story_id)
-        if not isinstance(total, int) and total is not None and vector is not None:
-            live = sum(1 for r in rows if r >= 0)
-            if live > SMALL_SUM_MAX:
-                total -= vector
-            else:
-                self._resum(story_id, rows)
+        if (
+            vector is not None
+            and total is not None
+            and not isinstance(total, int)
+            and sum(1 for r in rows if r >= 0) > SMALL_SUM_MAX
+        ):
+            total -= vector  # still a large story: its float32 sum is kept by subtracting
         else:
             self._resum(story_id, rows)
         if vector is None:
