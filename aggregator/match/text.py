@@ -247,12 +247,8 @@ def text_key(text: str) -> int:
     return int.from_bytes(digest, "big") >> (64 - KEY_BITS)
 
 
-def wire_hash(title: str, summary: str) -> int | None:
-    """Key of a long summary, so that the same wire copy published by two outlets joins."""
-    return _wire_of(words(summary))
-
-
 def _wire_of(summary_words: list[str]) -> int | None:
+    """Key of a long summary, so that the same wire copy published by two outlets joins."""
     body = " ".join(summary_words)
     if len(body) < WIRE_TEXT_MIN_CHARS:
         return None
