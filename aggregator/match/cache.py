@@ -16,6 +16,11 @@ from aggregator.match.story import StoryState
 NORM_REFRESH = 1.15
 
 
+def _current(computed_at: int, size: int) -> bool:
+    """Whether a value computed at size ``computed_at`` (0: never) still stands at ``size``."""
+    return computed_at <= size < computed_at * NORM_REFRESH
+
+
 class StoryCache:
     """The norm, cohesion and top terms of each story, as of a recent size (see module); the
     values are kept on the story itself (``StoryState.norm_size`` and the fields after it)."""
@@ -30,7 +35,7 @@ class StoryCache:
         (kept up to date member by member) gave UCI head seeds 0/1 B3 R .535/.533 instead of
         .539/.537 at equal P.
         """
-        if story.norm_size <= story.size < story.norm_size * NORM_REFRESH:
+        if _current(story.norm_size, story.size):
             return story.norm_value
         norm = self._index.centroid_norm(story)
         story.norm_size, story.norm_value = story.size, norm
@@ -40,7 +45,7 @@ class StoryCache:
         """The story's most telling terms (``link.query_terms``); ``mass``: its ``mass_dict()``
         when the caller has it."""
         cached = story.tops
-        if cached is not None and story.tops_size <= story.size < story.tops_size * NORM_REFRESH:
+        if cached is not None and _current(story.tops_size, story.size):
             return cached
         if mass is None:
             mass = story.mass_dict()
@@ -51,7 +56,7 @@ class StoryCache:
 
     def cohesion(self, story: StoryState) -> float:
         """Average link of the story with itself."""
-        if story.cohesion_size <= story.size < story.cohesion_size * NORM_REFRESH:
+        if _current(story.cohesion_size, story.size):
             return story.cohesion_value
         value = cohesion(story.mass_dict(), story.size, self._index.idf)
         story.cohesion_size, story.cohesion_value = story.size, value
