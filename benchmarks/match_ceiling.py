@@ -66,7 +66,7 @@ def figures(scores: Scores) -> str:
 
 
 def lexical_similarity(stream: Sequence[Labelled]) -> Matrix:
-    """Cosine of smoothed-IDF vectors over each entry's matcher terms (stems and bigrams)."""
+    """Cosine of smoothed-IDF vectors over each entry's matcher terms (stems)."""
     docs = [sorted(set(features(item.entry).all_terms)) for item in stream]
     vocab: dict[str, int] = {}
     df: dict[int, int] = {}

@@ -13,8 +13,8 @@ import pytest
 from aggregator.match.cache import NORM_REFRESH, StoryCache
 from aggregator.match.index import POSTING_LIST_MAX, TermIndex
 from aggregator.match.matcher import Matcher
-from aggregator.match.story import StoryState, shares
-from aggregator.match.text import BIGRAM_WEIGHT, Features, features, text_key
+from aggregator.match.story import StoryState, share_at, shares
+from aggregator.match.text import SUMMARY_WEIGHT, Features, features, text_key
 from aggregator.types import Entry
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -26,14 +26,14 @@ TITLES = (
 )
 
 
-def feats_of(n: int, title: str) -> Features:
-    """The features of outlet ``n``'s report with this title."""
+def feats_of(n: int, title: str, summary: str = "") -> Features:
+    """The features of outlet ``n``'s report with this title (and summary)."""
     return features(
         Entry(
             feed_url=f"https://outlet{n}.example/feed",
             entry_id=f"e{n}",
             title=title,
-            summary="",
+            summary=summary,
             url=f"https://outlet{n}.example/{n}",
             link=f"https://outlet{n}.example/{n}",
             published=T0 + timedelta(minutes=n),
@@ -98,10 +98,15 @@ def test_a_member_leaves_with_the_norm_it_came_with() -> None:
 
 
 def test_a_share_is_the_weight_factor_over_the_norm() -> None:
-    feats, norm = member(1)
+    feats = feats_of(1, TITLES[1], "Ministers met in Ankara on Thursday to discuss tariffs.")
+    norm = 3.0
     got = share(feats, norm)
-    assert got[feats.title_terms[0]] == 1.0 / norm
-    assert got[feats.bigrams[0]] == BIGRAM_WEIGHT / norm
+    assert feats.title_terms and feats.summary_terms
+    assert [got[t] for t in feats.title_terms] == [1.0 / norm] * len(feats.title_terms)
+    assert [got[t] for t in feats.summary_terms] == [SUMMARY_WEIGHT / norm] * len(
+        feats.summary_terms
+    )
+    assert [share_at(feats, norm, i) for i in range(len(feats.terms))] == shares(feats, norm)
     assert shares(feats, 0.0) == [0.0] * len(feats.terms)
 
 

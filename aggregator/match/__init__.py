@@ -3,7 +3,7 @@
 Design (written down here; thresholds and their measurements live beside each constant):
 
 Candidates. Each entry is reduced once to features (``text.py``): stemmed informative title
-terms, title bigrams, the ``SUMMARY_TERMS`` rarest terms of the summary's lead (its first
+terms, the ``SUMMARY_TERMS`` rarest terms of the summary's lead (its first
 ``SUMMARY_LEAD_CHARS``), named-entity-like tokens, numbers tagged with their kind, canonical
 URL and a hash of long summaries (wire copy). The work per entry is thus bounded however long
 its summary. Each story keeps the aggregate of its members (``story.py``). An inverted

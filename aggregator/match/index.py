@@ -40,7 +40,7 @@ SCAN_BUDGET = 400
 POSTING_LIST_MAX = 32
 
 # Query terms per candidate search: the heaviest terms of an entry (or of a story's mass). A
-# headline has about 15 terms and title bigrams, all kept; an entry with a 100-word summary has
+# headline has about 8 terms, all kept; an entry with a 100-word summary has
 # over 100, and reading every posting list cost ~0.4 ms per entry on feedgen entries.
 QUERY_TERMS = 24
 
@@ -89,7 +89,7 @@ class TermIndex:
         # 1 where the term has a general-English prior (c = 1 - PRIOR_SHARE), 0 where not.
         self._blended = bytearray()
         # The stories holding each term, in the order they came to: the story id itself while
-        # only one does (most terms: names, title bigrams), a list beyond; None while none does.
+        # only one does (most terms: names, rare words), a list beyond; None while none does.
         # Taking a story out of a long list is a scan, paid when a story leaves the window or
         # loses a term, where a dict (an ordered set) took five times the memory.
         self._postings: list[Posting | None] = []

@@ -571,7 +571,6 @@ def shared_terms(feats: Features, index: TermIndex) -> Features:
         fuzzy_text=feats.fuzzy_text,
         terms=index.shared(feats.terms),
         title_count=feats.title_count,
-        summary_count=feats.summary_count,
         entities=tuple(map(intern, feats.entities)),
         numbers=feats.numbers,
         url_key=feats.url_key,

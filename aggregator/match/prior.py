@@ -32,8 +32,8 @@ FLOOR_FREQUENCY = 1e-7
 SHIFT = 6.0
 # Words whose prior is memoised: the index asks for it each time a term's document frequency
 # changes; a table look-up and the logarithm cost ~3 us, a cache hit well under 1 us. Twice
-# text.TOKEN_CACHE (the parts of bigrams come through here too); see there for what the
-# caches hold when full.
+# text.TOKEN_CACHE: the window's terms come through here, not only a poll's; see there for
+# what the caches hold when full.
 CACHE_TERMS = 1 << 15
 # Lowest prior weight: function words keep a small positive weight.
 MIN_PRIOR = 0.5
@@ -104,24 +104,9 @@ def frequency(word: str) -> float:
     return 0.0
 
 
-def prior_idf(term: str) -> float | None:
-    """The prior weight of a term (bigrams: that of their rarer word); None for figures."""
-    if "_" not in term:
-        return _word_prior(term)
-    # The weight falls as the frequency rises: the rarer word's is the higher of the two.
-    # Bigrams are not memoised: nearly every one is new (millions in a busy window), they
-    # evicted the words from the cache, and two cached look-ups cost less than a miss.
-    best = 0.0
-    for part in term.split("_"):
-        prior = _word_prior(part)
-        if prior is None:
-            return None
-        best = max(best, prior)
-    return best
-
-
 @lru_cache(maxsize=CACHE_TERMS)
-def _word_prior(term: str) -> float | None:
+def prior_idf(term: str) -> float | None:
+    """The prior weight of a term; None for figures."""
     if not term.isalpha() and any(c.isdigit() for c in term):
         return None
     return max(MIN_PRIOR, -math.log(max(frequency(term), FLOOR_FREQUENCY)) - SHIFT)

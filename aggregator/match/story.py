@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.match.text import BIGRAM_WEIGHT, SUMMARY_WEIGHT, Features
+from aggregator.match.text import SUMMARY_WEIGHT, Features
 
 # Members whose titles are kept for the fuzzy comparison: the first few define the story, the
 # latest few follow how it is told now. Bounded so one big story costs no more than a small one.
@@ -329,14 +329,11 @@ def unit_mass(feats: Features, norm: float) -> dict[str, float]:
 def shares(feats: Features, norm: float) -> list[float]:
     """A member's share of each of its terms: its unit vector's components without the IDF
     factor (``factor * idf / norm`` over ``idf``); all 0.0 when ``norm`` is 0.0."""
-    title, summary = feats.title_count, feats.summary_count
-    bigrams = len(feats.terms) - title - summary
+    title = feats.title_count
     if not norm:
         return [0.0] * len(feats.terms)
-    # Three values, each divided once: the same doubles as dividing term by term.
-    return (
-        [1.0 / norm] * title + [SUMMARY_WEIGHT / norm] * summary + [BIGRAM_WEIGHT / norm] * bigrams
-    )
+    # Two values, each divided once: the same doubles as dividing term by term.
+    return [1.0 / norm] * title + [SUMMARY_WEIGHT / norm] * (len(feats.terms) - title)
 
 
 def share_at(feats: Features, norm: float, position: int) -> float:
@@ -346,9 +343,7 @@ def share_at(feats: Features, norm: float, position: int) -> float:
         return 0.0
     if position < feats.title_count:
         return 1.0 / norm
-    if position < feats.title_count + feats.summary_count:
-        return SUMMARY_WEIGHT / norm
-    return BIGRAM_WEIGHT / norm
+    return SUMMARY_WEIGHT / norm
 
 
 def number_kinds(figures: Iterable[str]) -> list[str]:

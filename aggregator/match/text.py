@@ -1,4 +1,4 @@
-"""Text features of one entry: informative tokens, bigrams, named entities, numbers.
+"""Text features of one entry: informative tokens, named entities, numbers.
 
 Everything here is a pure function of the entry's text, computed once when the entry arrives.
 """
@@ -6,7 +6,6 @@ Everything here is a pure function of the entry's text, computed once when the e
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 import unicodedata
 from collections.abc import Container
@@ -181,11 +180,6 @@ def _terms_of(seq: list[str]) -> list[str]:
     return [t for t in map(_term, seq) if t is not None]
 
 
-def bigrams(seq: list[str]) -> list[str]:
-    """Adjacent term pairs; a shared pair ("interest rate", "idlib zone") is stronger evidence."""
-    return [f"{a}_{b}" for a, b in itertools.pairwise(seq)]
-
-
 def entities(text: str) -> frozenset[str]:
     """Named-entity-like tokens: acronyms and capitalised words that are not sentence-initial.
 
@@ -258,8 +252,14 @@ def _wire_of(summary_words: list[str]) -> int | None:
 # Weight of a term found only in the summary, relative to a title term: summaries are longer
 # and wander (background paragraphs), the headline states the event.
 SUMMARY_WEIGHT = 0.5
-# Extra factor on shared title bigrams ("interest rate", "idlib zone") over their unigrams.
-BIGRAM_WEIGHT = 0.6
+# Title bigrams ("interest_rate") are not terms. With them at 0.6 of a word's weight, and
+# the thresholds tuned for each (`python -m benchmarks.match --no-extra`, seeds 0/1, B3
+# P/R): AllSides .941/.463 .940/.462 with them, .950/.453 .947/.454 without; UCI head
+# .903/.547 .904/.549 with, .901/.572 .890/.578 without. So about as precise, with as much
+# recall on events and more on topics; and they were most of what the window keeps: each entry
+# brought about six pairs seen nowhere else, a term each in the index (a string, its id, its
+# figures: about 150 bytes) and in its story. One process assigning the entries of 1,000
+# feedgen feeds grew 179 MB with them, 118 MB without, in 26.0 and 22.1 CPU s.
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +276,9 @@ class Features:
     # The title's words in sorted order: rapidfuzz's ratio of two such texts is the
     # token_sort_ratio of the titles, without sorting the same title again at each comparison.
     fuzzy_text: str
-    # Every distinct term, in this order: title terms, summary-only terms, title bigrams.
+    # Every distinct term, in this order: title terms, then summary-only terms.
     terms: tuple[str, ...]
     title_count: int
-    summary_count: int
     entities: tuple[str, ...]
     numbers: tuple[str, ...]
     # Keys (``text_key``) of the entry's link and of its summary as a wire copy (a long one).
@@ -298,16 +297,11 @@ class Features:
     @property
     def summary_terms(self) -> tuple[str, ...]:
         """The summary lead's telling terms that the title lacks (see ``_telling``)."""
-        return self.terms[self.title_count : self.title_count + self.summary_count]
-
-    @property
-    def bigrams(self) -> tuple[str, ...]:
-        """Adjacent title term pairs."""
-        return self.terms[self.title_count + self.summary_count :]
+        return self.terms[self.title_count :]
 
     @property
     def all_terms(self) -> tuple[str, ...]:
-        """Every unigram and bigram of title and summary (the index keys), each once."""
+        """Every term of title and summary (the index keys), each once."""
         return self.terms
 
 
@@ -343,8 +337,8 @@ def features(entry: Entry) -> Features:
     summary_raw, summary_words = tokens(summary) if summary else ([], [])
     text = f"{entry.title} {summary}" if summary else entry.title
     summary_terms = _telling(_terms_of(summary_words), title_terms)
-    # dict.fromkeys keeps each term once, in order (a token holding "_" could equal a bigram).
-    terms = tuple(dict.fromkeys([*title_terms, *summary_terms, *bigrams(title_seq)]))
+    # Each once: the summary's telling terms leave out the title's.
+    terms = (*title_terms, *summary_terms)
     entities = entities_of(title_raw) | (entities_of(summary_raw) if summary else frozenset())
     return Features(
         key=entry.key,
@@ -352,7 +346,6 @@ def features(entry: Entry) -> Features:
         fuzzy_text=" ".join(sorted(title_words)),
         terms=terms,
         title_count=len(title_terms),
-        summary_count=len(summary_terms),
         entities=tuple(sorted(entities)),
         numbers=tuple(sorted(numbers(text))),
         url_key=text_key(entry.url) if entry.url else None,
