@@ -16,12 +16,13 @@ from aggregator.match.embedding import check_available
 from aggregator.match.prior import check_table
 from aggregator.publish import FeedMeta, write_outputs
 from aggregator.refresh.index import LocalStoryIndex, StoryIndex
+from aggregator.refresh.index_elastic import ElasticStoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
 from aggregator.refresh.parse_pool import ParsePool
 from aggregator.refresh.processes import tune_collector, tune_malloc
 from aggregator.refresh.store import Clock, choose_store
 from aggregator.refresh.updater import PollPolicy, Updater, utcnow
-from aggregator.refresh.workers import describe, index_in_own_process
+from aggregator.refresh.workers import describe, index_comes_back, index_in_own_process
 from aggregator.refresh.writer import StorageWriter
 from aggregator.storage import open_storage, shared_between_processes
 from aggregator.storage.base import Storage
@@ -133,7 +134,13 @@ async def _open_runtime(config: Config, clock: Clock) -> AsyncIterator[Runtime]:
             s.workers, len(config.feeds), shareable=shared_between_processes(storage.url)
         )
         index = open_index(
-            storage, s.match_window, clock, s.match_max_entries, s.semantic, own_process
+            storage,
+            s.match_window,
+            clock,
+            s.match_max_entries,
+            s.semantic,
+            own_process,
+            elastic=index_comes_back(s.workers),
         )
         try:
             # How a feed is matched and stored depends on the database: decided here, once.
@@ -167,10 +174,13 @@ def open_index(
     max_entries: int | None = None,
     semantic: SemanticSignal = DEFAULT_SEMANTIC,
     own_process: bool | None = None,
+    *,
+    elastic: bool = False,
 ) -> StoryIndex:
     """The match index in a process of its own, on a second core, when ``own_process`` (by
     default: whenever another process can open the database), else in this process; see
-    ``refresh/workers.py`` for the rule ``settings.workers`` follows. Either way the
+    ``refresh/workers.py`` for the rule ``settings.workers`` follows; ``elastic``: that process
+    lasts only while there is matching to do (``refresh/index_elastic.py``). Either way the
     ``Matcher`` is built by ``LocalStoryIndex._load`` (``refresh/index.py``).
 
     Raises ``SemanticUnavailable`` naming the setting when ``semantic`` needs an extra that is
@@ -180,6 +190,11 @@ def open_index(
     check_table()
     if own_process is None:
         own_process = shared_between_processes(storage.url)
-    if own_process:
-        return StoryIndexProcess(storage, window, clock, max_entries, semantic)
-    return LocalStoryIndex(storage, window, clock(), max_entries, semantic)
+    if not own_process:
+        return LocalStoryIndex(storage, window, clock(), max_entries, semantic)
+    child = StoryIndexProcess(storage, window, clock, max_entries, semantic)
+    if not elastic:
+        return child
+    return ElasticStoryIndex(
+        child, lambda: LocalStoryIndex(storage, window, clock(), max_entries, semantic), clock
+    )

@@ -9,9 +9,10 @@ synthetic feeds of ``aggregator.testing.feedgen`` (50 entries each), served by
 every feed once (its ``/metrics`` counter of refreshes), then S seconds for the pools to settle,
 and reads the resident set size of the service and of every process under it (match index,
 parse workers, the multiprocessing resource tracker) from /proc (``rss_mb``); again once idle
-parse workers have stopped, ``POOL_IDLE_SECONDS`` later (``steady``, with its process count),
-which is the figure of the last line, with each process's share (the service first). ``peak`` is the
-highest sum sampled meanwhile.
+parse workers have stopped (``POOL_IDLE_SECONDS``) and the match index has come back into the
+service process (``INDEX_IDLE_SECONDS``), as soon as the tree's process count and RSS have held
+still for S seconds (``steady``, with its process count): the figure of the last line, with
+each process's share (the service first). ``peak`` is the highest sum sampled meanwhile.
 ``--workers`` sets ``settings.workers`` (default auto). Linux only (/proc).
 
 The last line is::
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import httpx
 
+from aggregator.refresh.index_elastic import INDEX_IDLE_SECONDS
 from aggregator.refresh.workers import POOL_IDLE_SECONDS
 from benchmarks.feedserver import FeedServer
 
@@ -50,6 +52,11 @@ START_TIMEOUT = 120.0
 POLL_TIMEOUT = 1800.0
 # How often RSS is sampled while the service polls, for the peak.
 SAMPLE_SECONDS = 0.25
+# The tree is steady once its process count holds and its RSS moves less than this many MB
+# over the settle time (after the idle times): the index loads back into the service for
+# some seconds after a backlog. Waited for at most STEADY_TIMEOUT seconds.
+STEADY_TOLERANCE_MB = 2.0
+STEADY_TIMEOUT = 300.0
 _POLLS = re.compile(r"^aggregator_polls_total\{[^}]*\}\s+([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -183,8 +190,25 @@ def measure(
             while urls and time.monotonic() < later:
                 peak = max(peak, tree_rss(proc.pid).rss_mb)
                 time.sleep(SAMPLE_SECONDS)
-            steady_sample = tree_rss(proc.pid) if urls else sample
+            steady_sample = _settled(proc.pid, settle) if urls else sample
+            peak = max(peak, steady_sample.rss_mb)
             return sample, steady_sample, max(peak, sample.rss_mb), polled
+
+
+def _settled(root: int, settle: float) -> Sample:
+    """The tree's sample once its process count and RSS have held for ``settle`` seconds (see
+    STEADY_TOLERANCE_MB), or after STEADY_TIMEOUT."""
+    deadline = time.monotonic() + STEADY_TIMEOUT
+    held = tree_rss(root)
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(SAMPLE_SECONDS)
+        now = tree_rss(root)
+        if now.processes != held.processes or abs(now.rss_mb - held.rss_mb) > STEADY_TOLERANCE_MB:
+            held, since = now, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            return now
+    return tree_rss(root)
 
 
 def run(feeds: Sequence[int], settle: float, workers: str, steady: float) -> dict[str, float]:
@@ -227,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     feeds = (2, 5) if args.smoke else tuple(int(n) for n in args.feeds.split(","))
     settle = 0.5 if args.smoke else args.settle
     # "steady": once idle parse workers have stopped (refresh/workers.py).
-    steady = settle if args.smoke else POOL_IDLE_SECONDS + args.settle
+    steady = settle if args.smoke else max(POOL_IDLE_SECONDS, INDEX_IDLE_SECONDS) + args.settle
     figures = run(feeds, settle, args.workers, steady)
     rest = " ".join(f"feeds{n}_mb={figures[f'feeds{n}']:.0f}" for n in feeds)
     print(f"footprint idle_mb={figures['idle']:.0f} {rest}", flush=True)

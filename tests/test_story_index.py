@@ -20,6 +20,7 @@ from aggregator.fetch import Fetcher
 from aggregator.match.matcher import Matcher
 from aggregator.match.text import Features, features
 from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched, StoryIndex
+from aggregator.refresh.index_elastic import ElasticStoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
 from aggregator.refresh.parse_pool import Parsed
 from aggregator.refresh.updater import Updater
@@ -77,10 +78,25 @@ def parsed(item: Entry) -> Parsed:
 def make_index(kind: str, storage: SqlStorage, max_entries: int | None = None) -> StoryIndex:
     if kind == "local":
         return LocalStoryIndex(storage, WINDOW, NOW, max_entries)
-    return StoryIndexProcess(storage, WINDOW, lambda: NOW, max_entries)
+    child = StoryIndexProcess(storage, WINDOW, lambda: NOW, max_entries)
+    if kind == "process":
+        return child
+    # "elastic": still in its process (the idle time is never reached); "handed back": the
+    # index has come back into this process, a generation on.
+    elastic = ElasticStoryIndex(
+        child,
+        lambda: LocalStoryIndex(storage, WINDOW, NOW, max_entries),
+        lambda: NOW,
+        idle_seconds=3600.0 if kind == "elastic" else 0.0,
+    )
+    deadline = time.monotonic() + 60
+    while kind == "handed back" and elastic.in_own_process:
+        assert time.monotonic() < deadline, "the index did not come back"
+        time.sleep(0.05)
+    return elastic
 
 
-@pytest.fixture(params=["local", "process"])
+@pytest.fixture(params=["local", "process", "elastic", "handed back"])
 def kind(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value

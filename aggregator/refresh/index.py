@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -39,7 +39,7 @@ from aggregator.match.text import Features
 from aggregator.refresh.index_reads import IndexReads
 from aggregator.types import DEFAULT_SEMANTIC, Assignment, SemanticSignal
 
-__all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex"]
+__all__ = ["IndexDied", "LocalStoryIndex", "Matched", "StoryIndex", "shifted"]
 
 log = logging.getLogger("aggregator.index")
 
@@ -60,6 +60,24 @@ class Matched:
     assignments: tuple[Assignment, ...]
     merges: tuple[tuple[str, str], ...]
     generation: int
+
+
+def shifted(answer: Future[Matched], offset: int) -> Future[Matched]:
+    """``answer`` with ``offset`` added to its generation: an index that holds others counts
+    their generations after those of the ones before (the index process's children, the
+    elastic index's takeovers)."""
+    result: Future[Matched] = Future()
+
+    def done(answer: Future[Matched]) -> None:
+        exc = answer.exception()
+        if exc is not None:
+            result.set_exception(exc)
+            return
+        matched = answer.result()
+        result.set_result(replace(matched, generation=offset + matched.generation))
+
+    answer.add_done_callback(done)
+    return result
 
 
 class StoryIndex(Protocol):
@@ -204,6 +222,11 @@ class LocalStoryIndex:
     def mark_caught_up(self, seq: int) -> None:
         with self._lock:
             self._seq = max(self._seq, seq)
+
+    def entries(self) -> int:
+        """Entries in the match window."""
+        with self._lock:
+            return self._matcher.entries
 
     def rebuild(self, now: datetime) -> None:
         with self._lock:

@@ -16,7 +16,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -24,7 +23,7 @@ from typing import Any
 
 from aggregator.exceptions import StorageError
 from aggregator.match.text import Features
-from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched
+from aggregator.refresh.index import IndexDied, LocalStoryIndex, Matched, shifted
 from aggregator.refresh.index_reads import READ, IndexReads, PipeReads, serve_read
 from aggregator.refresh.processes import (
     SPAWN,
@@ -219,21 +218,9 @@ class StoryIndexProcess:
 
     def submit_match(self, new: Sequence[Features], changed: Sequence[Features]) -> Future[Matched]:
         """:meth:`match` without waiting: answers come back in the order of submission."""
+        # The child counts its own generations; ours adds those of the children before.
         earlier = self._earlier
-        answer = self.submit("match", tuple(new), tuple(changed))
-        result: Future[Matched] = Future()
-
-        def done(answer: Future[Any]) -> None:
-            exc = answer.exception()
-            if exc is not None:
-                result.set_exception(exc)
-                return
-            matched: Matched = answer.result()
-            # The child counts its own generations; ours adds those of the children before.
-            result.set_result(replace(matched, generation=earlier + matched.generation))
-
-        answer.add_done_callback(done)
-        return result
+        return shifted(self.submit("match", tuple(new), tuple(changed)), earlier)
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
         matched: Matched = self._answered(lambda: self.submit_match(new, changed), "match")
@@ -254,6 +241,11 @@ class StoryIndexProcess:
 
     def rebuild(self, now: datetime) -> None:
         self._call("rebuild", now)
+
+    def entries(self) -> int:
+        """Entries in the child's match window."""
+        entries: int = self._call("entries")
+        return entries
 
     def close(self) -> None:
         with self._restart_lock:

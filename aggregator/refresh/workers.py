@@ -16,6 +16,9 @@ of feeds should use every core. The rule:
   configuration lists at least ``INDEX_PROCESS_MIN_FEEDS`` feeds; otherwise in the service
   process. An in-memory database always keeps it in the service process (no other process
   can open it). The choice is made at start: restart after growing the feed list past it.
+  With ``auto`` the process lasts only as long as the backlog: once nothing has been matched
+  for a minute the index comes back into the service process (``index_elastic``), unless its
+  window is too large to load twice.
 
 A document parsed in the service process is under a CPU bound too (``parse.budget`` watches the
 parsing thread's CPU clock): with ``auto`` a short one, ``INLINE_CPU_SECONDS``, past which the
@@ -81,9 +84,17 @@ def index_in_own_process(workers: int | None, feeds: int, *, shareable: bool) ->
     return feeds >= INDEX_PROCESS_MIN_FEEDS
 
 
+def index_comes_back(workers: int | None) -> bool:
+    """Whether an index started in its own process comes back into the service process once
+    idle (``index_elastic``): with ``auto``; ``workers: N`` keeps it in its process."""
+    return workers is None
+
+
 def describe(workers: int | None, *, index_own_process: bool) -> str:
     """The process model in words, for the service's start line."""
-    where = "its own process" if index_own_process else "the service process"
+    where = "the service process"
+    if index_own_process:
+        where = "its own process" + (" for a backlog" if index_comes_back(workers) else "")
     if workers is None:
         parsing = "small documents parsed in the service process, workers for a backlog"
     elif workers == 0:
