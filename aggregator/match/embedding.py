@@ -5,7 +5,7 @@
 - ``static`` (default): ``static_model/``, a static model distilled from all-MiniLM-L6-v2
   (``scripts/build_static_model.py``; provenance and licence in that folder). A text's vector is
   the mean of its tokens' rows, unit length: numpy and the ``tokenizers`` library only, about
-  15 MB of weights, tens of thousands of headlines a second on one core.
+  7.6 MB of weights, tens of thousands of headlines a second on one core.
 - ``minilm``: the full transformer of the ``semantic`` extra (needs torch).
 - ``off``: no meaning signal; the matcher uses words alone.
 
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import mmap
 import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from aggregator.exceptions import AggregatorError
 from aggregator.match.semantic import Embedder, SemanticUnavailable, load_minilm
@@ -46,6 +48,15 @@ class ModelUnavailable(AggregatorError):
     """The static model's files are missing or unreadable (a broken install)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """The model's token rows as signed bytes and a scale per row: token ``i``'s vector is
+    ``rows[i] * scales[i]`` (``scripts/build_static_model.py`` makes them from float16 rows)."""
+
+    rows: NDArray[np.int8]
+    scales: NDArray[np.float32]
+
+
 class StaticEmbedder:
     """Unit vectors of texts from the static model: the mean of their tokens' rows.
 
@@ -62,9 +73,9 @@ class StaticEmbedder:
                 f"cannot read the static meaning model in {folder}: {', '.join(missing)} missing"
             )
         self._lock = threading.Lock()
-        self._loaded: tuple[Tokenizer, NDArray[np.float16], int | None] | None = None
+        self._loaded: tuple[Tokenizer, Weights, int | None] | None = None
 
-    def _model(self) -> tuple[Tokenizer, NDArray[np.float16], int | None]:
+    def _model(self) -> tuple[Tokenizer, Weights, int | None]:
         with self._lock:
             if self._loaded is None:
                 self._loaded = _read_model(self._folder)
@@ -73,7 +84,7 @@ class StaticEmbedder:
     @property
     def dimensions(self) -> int:
         """Length of every vector."""
-        return int(self._model()[1].shape[1])
+        return int(self._model()[1].rows.shape[1])
 
     def __call__(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector (a row) per text; a text without known tokens gets zeros."""
@@ -81,18 +92,20 @@ class StaticEmbedder:
 
         tokenizer, weights, unknown = self._model()
         encodings = tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        out = np.zeros((len(encodings), int(weights.shape[1])), dtype=np.float32)
+        rows, scales = weights.rows, weights.scales
+        out = np.zeros((len(encodings), int(rows.shape[1])), dtype=np.float32)
         for row, encoding in enumerate(encodings):
             ids = [i for i in encoding.ids if i != unknown][:MAX_TOKENS]
             if ids:
-                out[row] = weights[ids].mean(axis=0, dtype=np.float32)
+                # The scaled rows summed in one product; the mean's length goes with the norm.
+                out[row] = scales[ids] @ rows[ids].astype(np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0.0] = 1.0
         unit: NDArray[np.float32] = out / norms
         return unit
 
 
-def _read_model(folder: Path) -> tuple[Tokenizer, NDArray[np.float16], int | None]:
+def _read_model(folder: Path) -> tuple[Tokenizer, Weights, int | None]:
     """The tokenizer, the embedding rows and the unknown token's id (None without one)."""
     from tokenizers import Tokenizer
 
@@ -108,20 +121,18 @@ def _read_model(folder: Path) -> tuple[Tokenizer, NDArray[np.float16], int | Non
     return tokenizer, weights, tokenizer.token_to_id(name) if name else None
 
 
-def map_weights(path: Path) -> NDArray[np.float16]:
-    """The model's ``embeddings`` matrix, mapped read-only from the file, not read into memory.
+def map_weights(path: Path) -> Weights:
+    """The model's rows and scales, mapped read-only from the file, not read into memory.
 
     Only the rows of tokens the texts use are ever paged in, and the kernel may drop them again
-    under memory pressure (they are clean file pages): 200 feedgen feeds touch 43 % of the
-    rows' pages, so the service holds about 6 of the 15 MB. The file is in the safetensors
-    layout (an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
-    shape and byte range, then the data), which is read here directly: the library copies
-    every tensor into memory.
+    under memory pressure (they are clean file pages). The file is in the safetensors layout
+    (an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape and
+    byte range, then the data), which is read here directly: the library copies every tensor
+    into memory.
     """
-    import numpy as np
 
     with path.open("rb") as file:
-        # The mapping keeps its own handle on the file: the array holds it open.
+        # The mapping keeps its own handle on the file: the arrays hold it open.
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     size = len(mapped)
     if size < 8:
@@ -130,19 +141,59 @@ def map_weights(path: Path) -> NDArray[np.float16]:
     if length > size - 8:
         raise ValueError(f"{path.name}: the header claims {length} bytes of {size - 8}")
     header = json.loads(mapped[8 : 8 + length])
-    tensor = header.get("embeddings") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name}: the header is not a table of tensors")
+    rows = _tensor(mapped, 8 + length, header, path.name, "embeddings", _MATRIX_OF_BYTES)
+    scales = _tensor(mapped, 8 + length, header, path.name, "scales", _FLOAT32_VECTOR)
+    if scales.shape[0] != rows.shape[0]:
+        raise ValueError(f"{path.name}: {scales.shape[0]} scales for {rows.shape[0]} rows")
+    return Weights(rows, scales)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """A tensor the model file holds: its safetensors dtype, numpy dtype, size and dimensions."""
+
+    dtype: str
+    numpy: str
+    itemsize: int
+    dimensions: int
+    says: str
+
+
+_MATRIX_OF_BYTES = _Kind("I8", "int8", 1, 2, "a matrix of signed bytes")
+_FLOAT32_VECTOR = _Kind("F32", "float32", 4, 1, "a float32 vector")
+
+
+def _tensor(
+    mapped: mmap.mmap, data: int, header: dict[str, object], file: str, name: str, kind: _Kind
+) -> NDArray[Any]:
+    """The tensor ``name`` of the file, a read-only view of the mapping (``data``: where the
+    data begins), checked to be ``kind`` and to lie inside the file."""
+    import numpy as np
+
+    tensor = header.get(name)
     if not isinstance(tensor, dict):
-        raise ValueError(f"{path.name}: no 'embeddings' tensor")
-    shape, offsets = _pair(tensor.get("shape")), _pair(tensor.get("data_offsets"))
-    if tensor.get("dtype") != "F16" or shape is None or offsets is None:
-        raise ValueError(f"{path.name}: 'embeddings' is not a float16 matrix")
-    (rows, columns), (begin, end) = shape, offsets
-    if end - begin != rows * columns * 2 or begin < 0 or 8 + length + end > size:
-        raise ValueError(f"{path.name}: 'embeddings' does not fit the file")
-    matrix = np.frombuffer(
-        mapped, dtype=np.float16, count=rows * columns, offset=8 + length + begin
-    )
-    return matrix.reshape(rows, columns)
+        raise ValueError(f"{file}: no {name!r} tensor")
+    shape, offsets = tensor.get("shape"), _pair(tensor.get("data_offsets"))
+    dims = _dimensions(shape, kind.dimensions)
+    if tensor.get("dtype") != kind.dtype or dims is None or offsets is None:
+        raise ValueError(f"{file}: {name!r} is not {kind.says}")
+    begin, end = offsets
+    count = math.prod(dims)
+    if end - begin != count * kind.itemsize or data + end > len(mapped):
+        raise ValueError(f"{file}: {name!r} does not fit the file")
+    values = np.frombuffer(mapped, dtype=kind.numpy, count=count, offset=data + begin)
+    return values.reshape(dims)
+
+
+def _dimensions(value: object, dimensions: int) -> tuple[int, ...] | None:
+    """``value`` as a shape of ``dimensions`` non-negative sizes, else None."""
+    if not isinstance(value, list) or len(value) != dimensions:
+        return None
+    if all(isinstance(v, int) and v >= 0 for v in value):
+        return tuple(value)
+    return None
 
 
 def _pair(value: object) -> tuple[int, int] | None:
