@@ -30,6 +30,7 @@ from aggregator.exceptions import AggregatorError
 from aggregator.match.text import Features
 from aggregator.refresh.index import LocalStoryIndex, Matched, StoryIndex, shifted
 from aggregator.refresh.index_process import StoryIndexProcess
+from aggregator.refresh.processes import release_free_memory
 from aggregator.refresh.workers import POOL_IDLE_SECONDS
 
 __all__ = ["HANDBACK_MAX_ENTRIES", "INDEX_IDLE_SECONDS", "ElasticStoryIndex"]
@@ -162,6 +163,7 @@ class ElasticStoryIndex:
             local.apply_corrections(self._clock())
         gc.freeze()  # the loaded index lives long: keep full collections from walking it
         child.close()
+        release_free_memory()  # the pages of the load's pages of rows, features and vectors
         log.info(
             "match index back in the service process (loaded in %.1f s); its process stopped",
             time.monotonic() - began,
