@@ -67,12 +67,13 @@ def test_an_idle_index_comes_back_with_its_window_and_its_child_stops(storage: S
     first = entry("afp", "1", ANKARA)
     index, child = elastic(storage, idle_seconds=0.3)
     pid = child.pid
-    assert pid is not None
+    assert pid is not None and index.pid == pid
     try:
         before = index.match(feats(first), [])
         store(storage, [first], before)
         assert index.in_own_process  # the match above was less than the idle time ago
         wait_back(index)
+        assert index.pid is None
         # A match the child made and nobody stored yet is for another index: matched again.
         assert before.generation != index.generation
         again = index.match(feats(entry("tass", "1", ANKARA_AGAIN)), [])

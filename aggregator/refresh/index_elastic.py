@@ -87,6 +87,12 @@ class ElasticStoryIndex:
         return self._child is not None
 
     @property
+    def pid(self) -> int | None:
+        """The index process's id while the index is in it (for benchmarks and diagnostics)."""
+        child = self._child
+        return None if child is None else child.pid
+
+    @property
     def generation(self) -> int:
         with self._lock:
             return self._epoch * _EPOCH + self._current.generation
@@ -134,14 +140,17 @@ class ElasticStoryIndex:
 
     def _watch(self) -> None:
         """Hand the index back once it has been idle (in its own thread)."""
+        next_look = 0.0
         while not self._closed.wait(CHECK_SECONDS):
             child = self._child
             if child is None:
                 return
-            if time.monotonic() - self._last_match < self._idle_seconds:
+            now = time.monotonic()
+            if now - self._last_match < self._idle_seconds or now < next_look:
                 continue
             try:
                 if child.entries() > self._max_entries:
+                    next_look = now + self._idle_seconds  # the window shrinks slowly
                     continue
                 self._hand_back(child)
             except AggregatorError as exc:  # storage unreadable, the child died: next time
