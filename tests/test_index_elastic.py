@@ -21,6 +21,7 @@ from test_story_index import (
     store,
 )
 
+from aggregator.exceptions import StorageError
 from aggregator.refresh.index import LocalStoryIndex
 from aggregator.refresh.index_elastic import ElasticStoryIndex
 from aggregator.refresh.index_process import StoryIndexProcess
@@ -125,6 +126,27 @@ def test_a_match_while_the_index_loads_keeps_the_child(storage: SqlStorage) -> N
     finally:
         index.close()
     assert len(loads) >= 2
+
+
+def test_a_load_that_fails_keeps_the_child_and_is_tried_again_later(
+    storage: SqlStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    loads: list[float] = []
+
+    def load() -> LocalStoryIndex:
+        loads.append(time.monotonic())
+        if len(loads) == 1:
+            raise StorageError("database is locked")
+        return LocalStoryIndex(storage, WINDOW, NOW)
+
+    index, child = elastic(storage, idle_seconds=2.0, load=load)
+    try:
+        wait_back(index)
+        assert child.pid is None  # stopped once the second load took over
+    finally:
+        index.close()
+    assert "stays in its process for now: database is locked" in caplog.text
+    assert loads[1] - loads[0] >= 2.0  # after another idle time, not at the next look (1 s)
 
 
 def test_a_window_too_large_to_load_twice_stays_in_its_process(storage: SqlStorage) -> None:

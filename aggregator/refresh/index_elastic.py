@@ -83,7 +83,7 @@ class ElasticStoryIndex:
 
     @property
     def in_own_process(self) -> bool:
-        """Whether the index is still in its process (for the start line, tests, metrics)."""
+        """Whether the index is still in its process (for tests and benchmarks)."""
         return self._child is not None
 
     @property
@@ -153,8 +153,9 @@ class ElasticStoryIndex:
                     next_look = now + self._idle_seconds  # the window shrinks slowly
                     continue
                 self._hand_back(child)
-            except AggregatorError as exc:  # storage unreadable, the child died: next time
+            except AggregatorError as exc:  # storage unreadable, the child died: later
                 log.warning("the match index stays in its process for now: %s", exc)
+                next_look = now + self._idle_seconds
 
     def _hand_back(self, child: StoryIndexProcess) -> None:
         """Load the index here, swap it in and stop the child, unless a match came meanwhile."""
@@ -164,15 +165,19 @@ class ElasticStoryIndex:
             if self._closed.is_set() or self._last_match > began:
                 local.close()  # a backlog again, or the service stops: the child stays
                 return
+            try:
+                # What the child matched and the service stored while this index loaded.
+                local.catch_up()
+                local.apply_corrections(self._clock())
+            except BaseException:
+                local.close()  # the child stays, and is asked again after the next idle time
+                raise
             self._epoch += 1
             self._current = local
             self._child = None
-            # What the child matched and the service stored while this index loaded.
-            local.catch_up()
-            local.apply_corrections(self._clock())
         gc.freeze()  # the loaded index lives long: keep full collections from walking it
         child.close()
-        release_free_memory()  # the pages of the load's pages of rows, features and vectors
+        release_free_memory()  # what the load's pages of rows, features and vectors took
         log.info(
             "match index back in the service process (loaded in %.1f s); its process stopped",
             time.monotonic() - began,
