@@ -175,8 +175,8 @@ def _tensor(
     tensor = header.get(name)
     if not isinstance(tensor, dict):
         raise ValueError(f"{file}: no {name!r} tensor")
-    shape, offsets = tensor.get("shape"), _pair(tensor.get("data_offsets"))
-    dims = _dimensions(shape, kind.dimensions)
+    dims = _sizes(tensor.get("shape"), kind.dimensions)
+    offsets = _sizes(tensor.get("data_offsets"), 2)
     if tensor.get("dtype") != kind.dtype or dims is None or offsets is None:
         raise ValueError(f"{file}: {name!r} is not {kind.says}")
     begin, end = offsets
@@ -187,22 +187,12 @@ def _tensor(
     return values.reshape(dims)
 
 
-def _dimensions(value: object, dimensions: int) -> tuple[int, ...] | None:
-    """``value`` as a shape of ``dimensions`` non-negative sizes, else None."""
-    if not isinstance(value, list) or len(value) != dimensions:
+def _sizes(value: object, count: int) -> tuple[int, ...] | None:
+    """``value`` as ``count`` non-negative integers (a shape or a byte range), else None."""
+    if not isinstance(value, list) or len(value) != count:
         return None
     if all(isinstance(v, int) and v >= 0 for v in value):
         return tuple(value)
-    return None
-
-
-def _pair(value: object) -> tuple[int, int] | None:
-    """``value`` as a pair of non-negative integers (a shape or a byte range), else None."""
-    if not isinstance(value, list) or len(value) != 2:
-        return None
-    first, second = value
-    if isinstance(first, int) and isinstance(second, int) and first >= 0 and second >= 0:
-        return first, second
     return None
 
 
