@@ -70,7 +70,7 @@ class ElasticStoryIndex:
         self._idle_seconds = idle_seconds
         self._max_entries = max_entries
         # Held while a call is handed to the current index, and while the takeover swaps it.
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._current: StoryIndex = child
         self._child: StoryIndexProcess | None = child
         self._epoch = 0
@@ -95,12 +95,16 @@ class ElasticStoryIndex:
     @property
     def generation(self) -> int:
         with self._lock:
-            return self._epoch * _EPOCH + self._current.generation
+            return self._earlier() + self._current.generation
+
+    def _earlier(self) -> int:
+        """What the current index's generations count from (see ``_EPOCH``); under the lock."""
+        return self._epoch * _EPOCH
 
     def submit_match(self, new: Sequence[Features], changed: Sequence[Features]) -> Future[Matched]:
         with self._lock:
             self._last_match = time.monotonic()
-            return shifted(self._current.submit_match(new, changed), self._epoch * _EPOCH)
+            return shifted(self._current.submit_match(new, changed), self._earlier())
 
     def match(self, new: Sequence[Features], changed: Sequence[Features]) -> Matched:
         # Held throughout: a child that died is started again by its own ``match``, which
@@ -108,7 +112,7 @@ class ElasticStoryIndex:
         with self._lock:
             self._last_match = time.monotonic()
             matched = self._current.match(new, changed)
-            return replace(matched, generation=self._epoch * _EPOCH + matched.generation)
+            return replace(matched, generation=self._earlier() + matched.generation)
 
     def expire(self, now: datetime) -> None:
         with self._lock:
